@@ -19,6 +19,12 @@ SEARCH_MODES = ("lexical", "late", "hybrid")
 class IndexConfig:
     """Build settings of an index. Stored in ``manifest.json``; unknown keys are rejected.
 
+    Multi-vector: ``text_model`` names the token encoder (``"default"`` is the packaged
+    all-MiniLM-L6-v2; any Hugging Face id or local path, a colbert-ai or PyLate checkpoint);
+    ``dim`` reduces token vectors by a PCA projection trained at the first build; token
+    vectors are stored as centroid id + ``nbits``-per-dimension residual; ``n_centroids``
+    defaults to PLAID's rule (a power of two near ``16 * sqrt(tokens)``).
+
     Chunking: documents are split at section boundaries when ``split_sections`` is true,
     and any piece longer than ``chunk_max_words`` is cut into overlapping windows of
     ``chunk_max_words`` words with ``chunk_overlap_words`` words of overlap.
@@ -31,9 +37,20 @@ class IndexConfig:
     bm25_stemmer: str | None = None
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
-    default_mode: str = "lexical"
+    default_mode: str | None = None
+    text_model: str | None = None
+    dim: int | None = None
+    nbits: int = 2
+    n_centroids: int | None = None
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
+        if self.nbits not in (1, 2, 4):
+            raise ConfigError(f"nbits must be 1, 2 or 4, got {self.nbits}")
+        if self.dim is not None and self.dim < 8:
+            raise ConfigError(f"dim must be at least 8, got {self.dim}")
+        if self.default_mode not in (None, "lexical") and not self.text_model:
+            raise ConfigError(f"default_mode {self.default_mode!r} needs a text_model (a multi-vector encoder)")
         if self.chunk_max_words < 8:
             raise ConfigError(f"chunk_max_words must be at least 8, got {self.chunk_max_words}")
         if not 0 <= self.chunk_overlap_words < self.chunk_max_words:
@@ -41,8 +58,13 @@ class IndexConfig:
                 "chunk_overlap_words must be >= 0 and smaller than chunk_max_words "
                 f"(got {self.chunk_overlap_words} and {self.chunk_max_words})"
             )
-        if self.default_mode not in SEARCH_MODES:
+        if self.default_mode is not None and self.default_mode not in SEARCH_MODES:
             raise ConfigError(f"default_mode must be one of {SEARCH_MODES}, got {self.default_mode!r}")
+
+    @property
+    def mode(self) -> str:
+        """The search mode used when none is given: hybrid with a text model, else lexical."""
+        return self.default_mode or ("hybrid" if self.text_model else "lexical")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,4 +85,23 @@ class IndexConfig:
         return replace(self, **changes)
 
 
-__all__ = ["SEARCH_MODES", "IndexConfig"]
+@dataclass(frozen=True)
+class LateParams:
+    """Search-time settings of late-interaction retrieval (not stored; may differ per query).
+
+    ``nprobe`` centroids are probed per query token; at most ``ncandidates`` chunks survive
+    centroid-interaction pruning; ``exhaustive`` scores every admitted chunk exactly.
+    """
+
+    nprobe: int = 8
+    ncandidates: int = 1024
+    centroid_pruning: bool = True
+    exhaustive: bool = False
+    block_tokens: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.nprobe < 1 or self.ncandidates < 1:
+            raise ConfigError("nprobe and ncandidates must be positive")
+
+
+__all__ = ["SEARCH_MODES", "IndexConfig", "LateParams"]

@@ -1,0 +1,331 @@
+"""The ``clinrag`` command line (Typer). Run ``clinrag --help``.
+
+Machine-readable output (``--json``) is a stable contract: ``search --json`` prints a
+JSON array of hits (``doc_id``, ``chunk_id``, ``score``, ``text``, ``metadata``);
+``info --json`` an object with ``counts`` and ``manifest``; ``eval ... --json`` an
+object whose metric keys are ``ndcg@10``, ``recall@100``, ``mrr@10``...
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clinrag.config import SEARCH_MODES, IndexConfig
+from clinrag.errors import ClinragError
+
+app = typer.Typer(help="clinrag: offline clinical retrieval. Index records, search them, evaluate.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+eval_app = typer.Typer(help="Evaluate retrieval quality on benchmark tasks.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+out = Console()
+err = Console(stderr=True)
+
+IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+ModeOpt = Annotated[str | None, typer.Option(
+    "--mode", help=f"Retrieval mode: {', '.join(SEARCH_MODES)} (default: the index's default).")]
+
+
+def _fail(exc: BaseException, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def index(
+    sources: Annotated[list[Path], typer.Argument(help="Files or folders to index.")],
+    index_dir: IndexOpt,
+    fmt: Annotated[str, typer.Option("--format", "-f", help=(
+        "Input format: auto, jsonl, beir, pubmedqa, fhir, cxr-csv. auto detects it per source."))] = "auto",
+    on_error: Annotated[str, typer.Option(help=(
+        "What to do with a bad record: 'stop' (default; the index is not touched) or 'skip' "
+        "(index the rest and write a report of what was skipped)."))] = "stop",
+    report: Annotated[Path | None, typer.Option(help="Where to write the skipped-records report (JSON).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing index instead of adding to it.")] = False,
+    chunk_words: Annotated[int | None, typer.Option(help="Maximum words per chunk (new index only).")] = None,
+    text_model: Annotated[str | None, typer.Option(help=(
+        "Multi-vector text model for late interaction (new index only): 'default' (the packaged "
+        "all-MiniLM-L6-v2), a Hugging Face id or local path, or a colbert-ai / PyLate checkpoint. "
+        "Without it the index is lexical (BM25) only."))] = None,
+    dim: Annotated[int | None, typer.Option(help="Reduce token vectors to DIM by PCA (new index only).")] = None,
+    nbits: Annotated[int, typer.Option(help="Bits per dimension of stored residuals: 1, 2 or 4.")] = 2,
+    json_out: JsonOpt = False,
+) -> None:
+    """Index SOURCES into an index directory (created if needed; otherwise records are added or updated).
+
+    An interrupted run leaves the previous index intact; running the same command again resumes it.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from clinrag.data.readers import read_records
+    from clinrag.data.report import ErrorSink
+    from clinrag.engine import Engine
+    from clinrag.errors import IndexNotFoundError
+
+    if on_error not in ("stop", "skip"):
+        _fail(ClinragError(f"--on-error must be 'stop' or 'skip', got {on_error!r}"), 2)
+    sink = ErrorSink("raise" if on_error == "stop" else "skip")
+    t0 = time.perf_counter()
+    created = False
+    try:
+        settings: dict[str, Any] = {}
+        if chunk_words:
+            settings["chunk_max_words"] = chunk_words
+        if text_model:
+            settings.update(text_model=text_model, dim=dim, nbits=nbits)
+        config = IndexConfig(**settings) if settings else None
+        try:
+            if overwrite:
+                raise IndexNotFoundError("replace")
+            engine = Engine.open(index_dir)
+            if config is not None and config != engine.config:
+                _fail(ClinragError("--chunk-words, --text-model, --dim and --nbits apply to a new index; "
+                                   "add --overwrite to rebuild it with them"), 2)
+        except IndexNotFoundError:
+            created = not index_dir.exists()
+            engine = Engine.create(index_dir, config, overwrite=overwrite)
+        with Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True, disable=json_out or not err.is_terminal) as bar:
+            task = bar.add_task("records", total=None)
+            stats = engine.add(read_records(sources, fmt, sink),
+                               progress=lambda i: bar.update(task, completed=i),
+                               build_info={"sources": [str(s) for s in sources], "format": fmt,
+                                           "skipped": sink.skipped})
+    except ClinragError as exc:
+        # Nothing was committed: the index (if any) is as it was. A new, empty one is removed.
+        if created:
+            shutil.rmtree(index_dir, ignore_errors=True)
+        _fail(exc)
+        return
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: the previous index is unchanged; run the same command to resume")
+        raise typer.Exit(130) from None
+    elapsed = time.perf_counter() - t0
+    if sink.problems:
+        path = report or index_dir.with_name(index_dir.name + ".skipped.json")
+        path.write_text(json.dumps(sink.to_dict(), indent=2))
+        err.print(f"[yellow]skipped {sink.skipped} record(s)[/]; report: {path}")
+    result = {"index": str(index_dir), "seconds": round(elapsed, 2), "skipped": sink.skipped,
+              **{k: getattr(stats, k) for k in stats.__dataclass_fields__}, "counts": dict(engine.manifest.counts)}
+    if json_out:
+        print(json.dumps(result))
+        return
+    out.print(f"indexed into [bold]{index_dir}[/] in {elapsed:.1f}s: {stats.documents_added} new, "
+              f"{stats.documents_updated} updated, {stats.documents_unchanged} unchanged documents; "
+              f"{stats.images_added} images. Totals: {dict(engine.manifest.counts)}")
+
+
+@app.command()
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
+    patient: Annotated[list[str] | None, typer.Option(help="Only this patient's records (repeatable).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only records dated on/after: YYYY-MM-DD or 6m, 2y, 30d.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only records dated on/before: YYYY-MM-DD.")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
+    section: Annotated[list[str] | None, typer.Option(help="Only these note sections (repeatable).")] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these record kinds, e.g. note, condition.")] = None,
+    where: Annotated[list[str] | None, typer.Option(help=(
+        "Metadata filter FIELD=VALUE (case-insensitive); repeat a field for 'any of'."))] = None,
+    mode: ModeOpt = None,
+    docs: Annotated[bool, typer.Option("--docs", help="Best chunk per document only.")] = False,
+    nprobe: Annotated[int | None, typer.Option(help="Late interaction: centroids probed per query token.")] = None,
+    exhaustive: Annotated[bool, typer.Option(help="Late interaction: score every chunk exactly.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search an index; prints a table, or a JSON array of hits with --json."""
+    from clinrag.engine import Engine
+    from clinrag.indexing.filters import Filters, parse_time, parse_where
+
+    try:
+        filters = Filters(patient_id=patient or None, since=parse_time(since, field_name="since"),
+                          until=parse_time(until, field_name="until"), source=source or None,
+                          section=section or None, kind=kind or None, where=parse_where(where or []))
+        with Engine.open(index_dir) as engine:
+            if exhaustive or nprobe:
+                from dataclasses import replace
+
+                engine.late_params = replace(engine.late_params, exhaustive=exhaustive,
+                                             nprobe=nprobe or engine.late_params.nprobe)
+            hits = engine.search(query, k=k, filters=filters, mode=mode, unique_docs=docs)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+        return
+    _hits_table(query, hits)
+
+
+def _hits_table(query: str, hits: list[Any]) -> None:
+    table = Table(title=f"{len(hits)} hit(s) for {query!r}", show_lines=True)
+    for col in ("#", "score", "document", "patient / date", "text"):
+        table.add_column(col, overflow="fold")
+    for h in hits:
+        when = h.timestamp.strftime("%Y-%m-%d") if h.timestamp else ""
+        who = " ".join(x for x in (h.patient_id or "", when) if x)
+        label = h.doc_id + (f"\n[dim]{h.section}[/]" if h.section else "")
+        text = h.text if len(h.text) < 300 else h.text[:300] + "…"
+        table.add_row(str(h.rank), f"{h.score:.3f}", label, who, text)
+    out.print(table)
+
+
+@app.command()
+def info(index_dir: Annotated[Path, typer.Argument(help="Index directory.")], json_out: JsonOpt = False) -> None:
+    """Show an index's counts, models and build settings."""
+    from clinrag.engine import Engine
+
+    try:
+        with Engine.open(index_dir) as engine:
+            data = engine.info().to_dict()
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    counts = data["counts"]
+    if json_out:
+        print(json.dumps({"documents": counts.get("documents", 0), "chunks": counts.get("chunks", 0),
+                          "images": counts.get("images", 0), "patients": counts.get("patients", 0), **data}))
+        return
+    m = data["manifest"]
+    table = Table(title=str(index_dir), show_header=False)
+    for key in ("documents", "chunks", "images", "patients"):
+        table.add_row(key, str(counts.get(key, 0)))
+    table.add_row("format version", str(m["format_version"]))
+    table.add_row("clinrag version", m["clinrag_version"])
+    table.add_row("models", ", ".join(f"{k}: {v}" for k, v in m["models"].items()))
+    table.add_row("updated", m["updated"])
+    table.add_row("config", json.dumps(m["config"]))
+    out.print(table)
+
+
+@app.command()
+def delete(index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
+           ids: Annotated[list[str], typer.Argument(help="Document or image ids to delete.")]) -> None:
+    """Delete documents (with their chunks) or images by id."""
+    from clinrag.engine import Engine
+
+    try:
+        with Engine.open(index_dir) as engine:
+            n = engine.delete(ids)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    out.print(f"deleted {n} record(s)")
+
+
+@app.command()
+def optimize(index_dir: Annotated[Path, typer.Argument(help="Index directory.")], json_out: JsonOpt = False) -> None:
+    """Re-train the multi-vector centroids on the current data and rewrite every chunk's codes.
+
+    Run it when `clinrag info` reports drift: the mean cosine between new tokens and their
+    centroid has fallen well below its value at training time (or the index has grown many-fold).
+    """
+    from clinrag.engine import Engine
+
+    try:
+        with Engine.open(index_dir) as engine:
+            report = engine.optimize()
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        print(json.dumps(report))
+        return
+    out.print(f"re-trained {int(report['centroids'])} centroids on {int(report['chunks'])} chunks; token-centroid "
+              f"cosine {report['centroid_cos_before']:.3f} -> {report['centroid_cos_after']:.3f}")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    task: Annotated[str, typer.Option(help="beir, pubmedqa-questions or pubmedqa-mesh.")],
+    data: Annotated[Path, typer.Option(help="BEIR folder, or a PubMedQA json file.")],
+    mode: Annotated[list[str] | None, typer.Option(help=(
+        "Mode(s) to evaluate (repeatable): lexical, late, hybrid, and the baselines late-exact (uncompressed "
+        "exhaustive MaxSim) and dense (single-vector mean pooling)."))] = None,
+    text_model: Annotated[str, typer.Option(help="Text model for late/hybrid/baselines.")] = "default",
+    dim: Annotated[int | None, typer.Option(help="PCA dimension of token vectors (late/hybrid).")] = None,
+    nbits: Annotated[list[int] | None, typer.Option(help="Residual bits (repeatable: 1, 2, 4).")] = None,
+    chunk_words: Annotated[int | None, typer.Option(help="Maximum words per chunk.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results JSON here.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build a temporary index for a task, run its queries and report nDCG@10, Recall@k, MRR@10."""
+    from clinrag.eval.runner import evaluate_modes
+
+    try:
+        results = evaluate_modes(task, data, modes=mode or ["lexical"], text_model=text_model, dim=dim,
+                                 nbits=nbits or [2], chunk_words=chunk_words)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    payload: dict[str, Any] = results[0].to_dict() if len(results) == 1 else {
+        "task": task, "runs": [r.to_dict() for r in results]}
+    if output:
+        output.write_text(json.dumps(payload, indent=2))
+    if json_out:
+        print(json.dumps(payload))
+        return
+    table = Table(title=f"{task}: {results[0].n_queries} queries over {results[0].n_documents} documents")
+    names = list(results[0].metrics)
+    table.add_column("mode")
+    table.add_column("model")
+    for n in names:
+        table.add_column(n, justify="right")
+    table.add_column("seconds", justify="right")
+    for r in results:
+        table.add_row(r.mode, r.label, *(f"{r.metrics[n]:.4f}" for n in names), f"{r.seconds:.1f}")
+    out.print(table)
+
+
+@app.command()
+def demo(index_dir: Annotated[Path, typer.Option("--index", help="Where to build the demo index.")] = Path(
+        "demo-index")) -> None:
+    """Index the bundled sample corpus (abstracts, FHIR records, chest images) and search it, offline."""
+    from clinrag.data.readers import read_records
+    from clinrag.engine import Engine
+
+    samples = Path(__file__).resolve().parent / "data" / "samples"
+    sources = [p for p in (samples / "abstracts.jsonl", samples / "fhir", samples / "cxr") if p.exists()]
+    t0 = time.perf_counter()
+    engine = Engine.create(index_dir, overwrite=True)
+    engine.add(read_records(sources))
+    c = engine.manifest.counts
+    out.print(f"[bold]Indexed[/] {c['documents']} documents ({c['chunks']} chunks), {c['images']} images, "
+              f"{c['patients']} patients from {samples} in {time.perf_counter() - t0:.1f}s -> {index_dir}")
+    queries: list[tuple[str, dict[str, Any]]] = [
+        ("statins and cardiovascular outcomes", {}),
+        ("chest x-ray ground glass opacities pneumonia", {}),
+        ("hemoglobin A1c", {"kind": ["observation"]}),
+    ]
+    for q, filters in queries:
+        hits = engine.search(q, k=3, filters=filters)
+        _hits_table(q + (f"  (filters: {filters})" if filters else ""), hits)
+    engine.close()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,201 @@
+"""The search-time multi-vector index: compressed token codes laid out for fast candidate generation.
+
+The chunks table holds each chunk's tokens as centroid ids (``codes``) and packed residuals
+(``residuals``). At commit, :func:`build_multivector` lays them out as plain ``.npy`` files
+in ``mv-<id>/``, memory-mapped at search time:
+
+- ``codes.npy`` (int32, one per token) and ``residuals.npy`` (uint8, packed, one row per token);
+- ``offsets.npy`` (int64, ``n_chunks + 1``): chunk ``i``'s tokens are ``offsets[i]:offsets[i+1]``;
+- ``chunk_ids.npy``: row order;
+- ``ivf_indptr.npy`` / ``ivf_rows.npy``: inverted lists, centroid -> chunk rows that use it (CSR).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from clinrag.indexing.codec import ResidualCodec
+
+log = logging.getLogger(__name__)
+FILES = ("codes", "residuals", "offsets", "chunk_ids", "ivf_indptr", "ivf_rows")
+
+
+@dataclass(frozen=True)
+class MultiVectorIndex:
+    """Arrays of a built ``mv-<id>/`` directory (memory-mapped, read-only)."""
+
+    codes: np.ndarray
+    residuals: np.ndarray
+    offsets: np.ndarray
+    chunk_ids: np.ndarray
+    ivf_indptr: np.ndarray
+    ivf_rows: np.ndarray
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.offsets[-1])
+
+    @classmethod
+    def load(cls, directory: Path, *, mmap: bool = True) -> MultiVectorIndex:
+        mode = "r" if mmap else None
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False) for name in FILES}
+        return cls(**arrays)
+
+    def token_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Token indices of chunk ``rows`` (concatenated) and their per-chunk offsets."""
+        starts = self.offsets[rows]
+        lengths = self.offsets[rows + 1] - starts
+        local = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=local[1:])
+        # token index = start of its chunk + position within the chunk
+        idx = np.repeat(starts - local[:-1], lengths) + np.arange(local[-1], dtype=np.int64)
+        return idx, local
+
+
+def build_multivector(directory: Path, table: pa.Table, n_centroids: int) -> dict[str, int]:
+    """Write ``directory`` from a chunks table with ``chunk_id``, ``codes`` and ``residuals`` columns.
+
+    Chunks without codes (written before a text model was configured) get no tokens.
+    """
+    directory.mkdir(parents=True, exist_ok=False)
+    n = table.num_rows
+    chunk_ids = table.column("chunk_id").to_pylist()
+    lengths = np.zeros(n, dtype=np.int64)
+    code_parts: list[np.ndarray] = []
+    res_parts: list[np.ndarray] = []
+    row = 0
+    for codes_arr, res_arr in zip(table.column("codes").chunks, table.column("residuals").chunks, strict=True):
+        m = len(codes_arr)
+        lengths[row:row + m] = np.asarray(codes_arr.value_lengths().fill_null(0), dtype=np.int64)
+        code_parts.append(np.asarray(codes_arr.flatten(), dtype=np.int32))
+        valid = res_arr.filter(res_arr.is_valid()).cast(pa.large_binary())
+        if len(valid):
+            bufs = valid.buffers()
+            value_offsets = np.frombuffer(bufs[1], dtype=np.int64)[valid.offset:valid.offset + len(valid) + 1]
+            data = np.frombuffer(bufs[2], dtype=np.uint8)
+            res_parts.append(data[value_offsets[0]:value_offsets[-1]])
+        row += m
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    codes = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int32)
+    flat = np.concatenate(res_parts) if res_parts else np.zeros(0, np.uint8)
+    width = len(flat) // len(codes) if len(codes) else 1
+    residuals = flat.reshape(-1, width) if len(codes) else np.zeros((0, 1), np.uint8)
+    # Inverted lists: unique (centroid, chunk row) pairs, sorted by centroid.
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    pairs = np.unique(codes.astype(np.int64) * max(n, 1) + rows)
+    ivf_centroid = pairs // max(n, 1)
+    ivf_rows = (pairs % max(n, 1)).astype(np.int32)
+    indptr = np.zeros(n_centroids + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ivf_centroid, minlength=n_centroids)[:n_centroids], out=indptr[1:])
+    width_ids = max((len(c) for c in chunk_ids), default=1)
+    arrays = {"codes": codes, "residuals": residuals, "offsets": offsets,
+              "chunk_ids": np.asarray(chunk_ids, dtype=f"<U{width_ids}"), "ivf_indptr": indptr,
+              "ivf_rows": ivf_rows}
+    for name, arr in arrays.items():
+        np.save(directory / f"{name}.npy", arr, allow_pickle=False)
+    stats = {"chunks": n, "tokens": int(offsets[-1]), "ivf_entries": int(len(ivf_rows)),
+             "bytes_per_token": int(residuals.shape[1]) + 4}
+    (directory / "stats.json").write_text(json.dumps(stats))
+    log.info("multi-vector index: %s", stats)
+    return stats
+
+
+
+
+class TokenCompressor:
+    """Projection (optional PCA) + residual codec: raw encoder states -> stored codes.
+
+    Saved as a ``codec-<id>/`` directory: the codec's own files, ``projection.npy`` when
+    a dimension reduction is used, and ``compressor.json`` (training statistics used to
+    measure drift: the mean cosine between a token and its centroid at training time).
+    """
+
+    def __init__(self, codec: ResidualCodec, projection: np.ndarray | None, stats: dict[str, float]) -> None:
+        self.codec = codec
+        self.projection = projection
+        self.stats = dict(stats)
+
+    @classmethod
+    def fit(cls, vectors: list[np.ndarray], *, dim: int | None, nbits: int, n_centroids: int | None,
+            expected_tokens: int | None = None, seed: int = 0, max_sample: int = 262_144) -> TokenCompressor:
+        """Train on token vectors (a list of ``n_i x d`` arrays)."""
+        from clinrag.indexing.codec import train_codec
+
+        allv = np.concatenate([np.asarray(v, dtype=np.float32) for v in vectors if len(v)])
+        rng = np.random.default_rng(seed)
+        sample = allv[rng.choice(len(allv), max_sample, replace=False)] if len(allv) > max_sample else allv
+        projection = None
+        if dim is not None and dim < sample.shape[1]:
+            centred = sample - sample.mean(0)
+            _, _, vt = np.linalg.svd(centred[: min(len(centred), 65_536)], full_matrices=False)
+            projection = np.ascontiguousarray(vt[:dim].T.astype(np.float32))
+            sample = _normalise(sample @ projection)
+        if n_centroids is None:
+            total = max(expected_tokens or len(allv), len(allv))
+            n_centroids = int(2 ** np.floor(np.log2(16 * np.sqrt(total))))
+        n_centroids = max(1, min(n_centroids, len(sample) // 4 if len(sample) >= 8 else 1))
+        codec = train_codec(sample, n_centroids=n_centroids, nbits=nbits, seed=seed)
+        comp = cls(codec, projection, {})
+        comp.stats = {"train_tokens": float(len(sample)), "train_centroid_cos": comp.centroid_cosine(sample)}
+        return comp
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        v = np.asarray(vectors, dtype=np.float32)
+        return _normalise(v @ self.projection) if self.projection is not None else v
+
+    def centroid_cosine(self, vectors: np.ndarray) -> float:
+        """Mean cosine between (projected) tokens and their nearest centroid: falls as data drifts."""
+        if len(vectors) == 0:
+            return 1.0
+        c = np.asarray(self.codec.centroids, dtype=np.float32)
+        return float(np.mean(np.max(np.asarray(vectors, dtype=np.float32) @ c.T, axis=1)))
+
+    def compress(self, vectors: list[np.ndarray]) -> tuple[list[np.ndarray], list[bytes]]:
+        """Codes and packed residual bytes of each chunk's tokens."""
+        lengths = [len(v) for v in vectors]
+        if not sum(lengths):
+            return [np.zeros(0, np.int32) for _ in vectors], [b"" for _ in vectors]
+        flat = self.project(np.concatenate([np.asarray(v, dtype=np.float32) for v in vectors if len(v)]))
+        codes, residuals = self.codec.compress(flat)
+        out_c, out_r, start = [], [], 0
+        for n in lengths:
+            out_c.append(np.asarray(codes[start:start + n], dtype=np.int32))
+            out_r.append(np.ascontiguousarray(residuals[start:start + n]).tobytes())
+            start += n
+        return out_c, out_r
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=False)
+        self.codec.save(directory / "codec")
+        if self.projection is not None:
+            np.save(directory / "projection.npy", self.projection, allow_pickle=False)
+        (directory / "compressor.json").write_text(json.dumps(self.stats))
+
+    @classmethod
+    def load(cls, directory: Path) -> TokenCompressor:
+        from clinrag.indexing.codec import ResidualCodec
+
+        proj = directory / "projection.npy"
+        projection = np.load(proj, allow_pickle=False) if proj.exists() else None
+        stats = json.loads((directory / "compressor.json").read_text())
+        return cls(ResidualCodec.load(directory / "codec"), projection, stats)
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+__all__ = ["MultiVectorIndex", "TokenCompressor", "build_multivector"]

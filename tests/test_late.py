@@ -1,0 +1,113 @@
+"""Late interaction inside the engine: PLAID-style index, approximate vs exhaustive, filters,
+live updates and deletes, hybrid fusion. Uses the packaged all-MiniLM-L6-v2 on CPU."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from clinrag import Document, Engine, IndexConfig
+from clinrag.errors import IndexMismatchError
+
+TEXTS = [
+    "Myocardial infarction treated with percutaneous coronary intervention and aspirin.",
+    "Acute heart attack in elderly women: outcomes after thrombolysis.",
+    "Community-acquired pneumonia in children treated with amoxicillin.",
+    "Chest radiograph shows bilateral ground glass opacities consistent with viral pneumonia.",
+    "Metformin lowers HbA1c in adults with type 2 diabetes mellitus.",
+    "Insulin glargine versus NPH insulin for glycaemic control.",
+    "Hip fracture surgery within 48 hours reduces mortality in older patients.",
+    "Total knee arthroplasty outcomes and postoperative rehabilitation.",
+    "Major depressive disorder treated with cognitive behavioural therapy.",
+    "Selective serotonin reuptake inhibitors and suicidal ideation in adolescents.",
+    "Breast cancer screening with mammography in women over fifty.",
+    "Colorectal cancer surveillance by colonoscopy after polypectomy.",
+    "Asthma exacerbations reduced by inhaled corticosteroids.",
+    "Chronic obstructive pulmonary disease and long-acting bronchodilators.",
+    "Sepsis bundles and early antibiotics in the emergency department.",
+    "Stroke thrombectomy improves functional independence at ninety days.",
+    "Atrial fibrillation anticoagulation with warfarin or apixaban.",
+    "HIV antiretroviral therapy adherence and viral suppression.",
+    "Tuberculosis treatment completion with directly observed therapy.",
+    "Preterm birth and antenatal corticosteroids for lung maturity.",
+] * 3
+
+
+def _docs():
+    return [Document(id=f"d{i}", text=t + f" Study {i}.", patient_id=f"p{i % 4}", source="test")
+            for i, t in enumerate(TEXTS)]
+
+
+@pytest.fixture(scope="module")
+def late_index(tmp_path_factory):
+    path = tmp_path_factory.mktemp("late") / "idx"
+    with Engine.create(path, IndexConfig(text_model="default", nbits=2)) as eng:
+        eng.add(_docs())
+    return path
+
+
+def test_manifest_records_model_and_hybrid_is_default(late_index):
+    with Engine.open(late_index) as eng:
+        assert eng.config.mode == "hybrid"
+        assert "minilm" in eng.manifest.models["text"].lower()
+        assert eng.manifest.last_build["multivector"]["chunks"] == len(TEXTS)
+        hits = eng.search("heart attack treatment", k=3)
+        assert hits[0].doc_id in {f"d{i}" for i in range(0, len(TEXTS), 20)} | {f"d{i}" for i in range(1, len(TEXTS), 20)}
+
+
+def test_late_finds_paraphrase_without_shared_words(late_index):
+    with Engine.open(late_index) as eng:
+        top = eng.search("cardiac infarct therapy", k=6, mode="late")
+        assert {h.doc_id for h in top[:3]} & {"d0", "d20", "d40", "d1", "d21", "d41"}
+
+
+def test_approximate_matches_exhaustive(late_index):
+    queries = ["diabetes glucose control", "lung infection in kids", "depression therapy", "bone surgery elderly"]
+    with Engine.open(late_index) as eng:
+        approx = [[s.chunk_id for s in r] for r in eng.rank(queries, 10, mode="late")]
+        eng.late_params = replace(eng.late_params, exhaustive=True)
+        eng._retrievers.clear()
+        exact = [[s.chunk_id for s in r] for r in eng.rank(queries, 10, mode="late")]
+    overlap = sum(len(set(a) & set(e)) for a, e in zip(approx, exact)) / sum(len(e) for e in exact)
+    assert overlap >= 0.9
+    assert all(a[0] == e[0] for a, e in zip(approx, exact))
+
+
+def test_filtered_late_search_returns_k_even_when_probe_misses(late_index):
+    with Engine.open(late_index) as eng:
+        eng.late_params = replace(eng.late_params, nprobe=1, ncandidates=4)
+        hits = eng.search("diabetes", k=8, filters={"patient_id": "p3"}, mode="late")
+        assert len(hits) == 8 and all(h.patient_id == "p3" for h in hits)
+
+
+def test_live_add_update_delete(tmp_path):
+    with Engine.create(tmp_path / "i", IndexConfig(text_model="default")) as eng:
+        eng.add(_docs()[:20])
+        codec = eng.manifest.codec_dir
+        eng.add([Document(id="new", text="Kawasaki disease coronary aneurysm in infants given immunoglobulin.")])
+        assert eng.manifest.codec_dir == codec  # new tokens reuse the existing centroids
+        assert eng.search("Kawasaki immunoglobulin", k=1, mode="late")[0].doc_id == "new"
+        eng.add([Document(id="new", text="Lyme disease treated with doxycycline.")])
+        assert eng.search("Lyme doxycycline", k=1, mode="late")[0].doc_id == "new"
+        eng.delete(["new", "d4"])
+        for q in ("Lyme doxycycline", "Metformin HbA1c type 2 diabetes"):
+            assert not {h.doc_id for h in eng.search(q, k=30, mode="late")} & {"new", "d4"}
+        report = eng.optimize()
+        assert report["chunks"] == 19
+        assert eng.search("Metformin diabetes", k=1, mode="late")[0].doc_id != "d4"
+
+
+def test_hybrid_fuses_both_stages(late_index):
+    with Engine.open(late_index) as eng:
+        hits = eng.search("antibiotics for sepsis", k=5, mode="hybrid")
+        assert hits[0].doc_id in {"d14", "d34", "d54"}
+
+
+def test_open_with_other_model_is_refused(late_index):
+    class Other:
+        name = "someone/else"
+        dim = 384
+
+    with pytest.raises(IndexMismatchError, match="someone/else"):
+        Engine.open(late_index, encoder=Other())  # type: ignore[arg-type]
