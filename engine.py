@@ -235,7 +235,7 @@ class Engine:
         if k <= 0:
             raise ConfigError(f"k must be positive, got {k}")
         allowed = self.allowed_chunks(filters)
-        if allowed is not None and not allowed:
+        if (allowed is not None and not allowed) or not self.manifest.counts.get("chunks", 0):
             return [[] for _ in queries]
         ranked = self.rank(queries, k, allowed, mode=mode, unique_docs=unique_docs)
         rows = self.store.fetch("chunks", [s.chunk_id for r in ranked for s in r], _HIT_COLUMNS)
@@ -246,6 +246,8 @@ class Engine:
     def rank(self, queries: Sequence[str], k: int, allowed: frozenset[str] | None = None, *,
              mode: str | None = None, unique_docs: bool = False) -> list[list[Scored]]:
         """Ranked chunk ids and scores, without loading their text (used by evaluation)."""
+        if not self.manifest.counts.get("chunks", 0):
+            return [[] for _ in queries]
         retriever = self.retriever(mode)
         if not unique_docs:
             return retriever.search(queries, k, allowed)

@@ -19,9 +19,9 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
-MetaValue = Union[str, int, float, bool, None, list, tuple]
+MetaValue = str | int | float | bool | None | list | tuple
 
 
 def _frozen(meta: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -144,6 +144,6 @@ class ImageRecord:
         object.__setattr__(self, "timestamp", to_utc(self.timestamp))
 
 
-Record = Union[Document, ImageRecord]
+Record = Document | ImageRecord
 
 __all__ = ["Chunk", "Document", "ImageRecord", "MetaValue", "Record", "Section", "to_utc"]

@@ -153,14 +153,17 @@ class Filters:
             values = [str(v) for v in _as_list(value)]
             if not values:
                 continue
-            if column == "modality" and table != "images":
+            if column == "modality":
                 parts.append(f"array_has_any(meta_kv, [{', '.join(_quote('modality=' + _norm(v)) for v in values)}])")
                 continue
             if column == "section" and table != "chunks":
                 continue
             if column == "doc_id" and table == "images":
                 column = "image_id"
-            parts.append(f"{column} IN ({', '.join(_quote(v) for v in values)})")
+            if column in ("source", "section", "kind"):  # case-insensitive
+                parts.append(f"lower({column}) IN ({', '.join(_quote(_norm(v)) for v in values)})")
+            else:
+                parts.append(f"{column} IN ({', '.join(_quote(v) for v in values)})")
         if self.since is not None:
             parts.append(f"timestamp >= {_ts(self.since)}")
         if self.until is not None:

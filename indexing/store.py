@@ -198,13 +198,15 @@ class LanceStore:
         for start in range(0, len(ids), 500):
             self._tables[name].delete(sql_in(column, ids[start:start + 500]))
 
-    def compact(self) -> None:
-        """Merge small fragments written batch by batch (creates new versions)."""
+    def compact(self, min_fragments: int = 16) -> None:
+        """Merge the small fragments that batch-by-batch writes leave (creates new versions)."""
         for t in self._tables.values():
             try:
-                t.compact_files()
+                if int(t.stats()["fragment_stats"]["num_fragments"]) < min_fragments:
+                    continue
+                t.optimize()
             except Exception as exc:  # pragma: no cover - compaction is an optimisation only
-                log.warning("compaction of %s skipped: %s", t.name, exc)
+                log.info("compaction of %s skipped: %s", t.name, exc)
 
 
 __all__ = ["KEYS", "SCHEMAS", "TABLES", "LanceStore", "chunks_table", "documents_table", "images_table"]

@@ -59,7 +59,8 @@ def concept(cc: Any) -> tuple[str, str, str]:
     """(label, system short name, code) of a CodeableConcept (or a Coding)."""
     if not isinstance(cc, dict):
         return "", "", ""
-    codings = cc.get("coding") if isinstance(cc.get("coding"), list) else [cc] if "code" in cc else []
+    coding = cc.get("coding")
+    codings: list[Any] = coding if isinstance(coding, list) else [cc] if "code" in cc else []
     first = next((c for c in codings if isinstance(c, dict)), {})
     label = cc.get("text") or first.get("display") or first.get("code") or ""
     return str(label), system_name(first.get("system")), str(first.get("code") or "")
@@ -290,8 +291,9 @@ def diagnostic_report(r: dict[str, Any], resolve: Resolve) -> Rendered:
             results.append(f"{label} = {shown}" if shown else label)
         elif isinstance(ref, dict) and ref.get("display"):
             results.append(str(ref["display"]))
+    shown_cats = [c for c in cats if c != name]
     text = _sentences(f"Diagnostic report: {name}{_code_part(system, code)}", when and f"Date {iso_date(when)}",
-                      cats and "Category: " + ", ".join(cats), status and f"Status: {status}",
+                      shown_cats and "Category: " + ", ".join(shown_cats), status and f"Status: {status}",
                       results and "Results: " + "; ".join(results),
                       r.get("conclusion") and f"Conclusion: {r['conclusion']}")
     return Rendered(text, name, when, _meta(system, code, status, category=cats, results=results))

@@ -86,7 +86,8 @@ def document_from_object(obj: Any, path: Path, line: int, default_source: str | 
             metadata[k] = _meta_value(v)
     return Document(
         id=doc_id, text=text, title=_opt_str(obj, "title", path, line) or "",
-        source=_opt_str(obj, "source", path, line) or default_source or path.stem, kind=_opt_str(obj, "kind", path, line) or "document",
+        source=_opt_str(obj, "source", path, line) or default_source or path.stem,
+        kind=_opt_str(obj, "kind", path, line) or "document",
         patient_id=_opt_str(obj, "patient_id", path, line), timestamp=timestamp,
         encounter_id=_opt_str(obj, "encounter_id", path, line), metadata=metadata,
     )
