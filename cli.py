@@ -45,6 +45,8 @@ def _fail(exc: BaseException, code: int = 1) -> None:
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("bm25s", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @app.command()

@@ -37,9 +37,18 @@ def _stemmer(language: str | None):  # noqa: ANN202 - PyStemmer object
     return Stemmer.Stemmer(language)
 
 
+@functools.lru_cache(maxsize=1)
+def _bm25s():  # noqa: ANN202 - the bm25s module
+    """Import bm25s, which sets its own logger to DEBUG on import; quieten it to WARNING."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 def tokenize(texts: Sequence[str], config: IndexConfig) -> list[list[str]]:
     """Tokenise like the index does: lower-case words, stopwords removed, optional stemming."""
-    import bm25s
+    bm25s = _bm25s()
 
     stop = config.bm25_stopwords or None
     out = bm25s.tokenize(list(texts), stopwords=stop, stemmer=_stemmer(config.bm25_stemmer),
@@ -49,7 +58,7 @@ def tokenize(texts: Sequence[str], config: IndexConfig) -> list[list[str]]:
 
 def build_bm25(directory: Path, chunk_ids: Sequence[str], texts: Sequence[str], config: IndexConfig) -> int:
     """Index ``texts`` with bm25s into ``directory`` (created). Returns the number of rows."""
-    import bm25s
+    bm25s = _bm25s()
 
     directory.mkdir(parents=True, exist_ok=False)
     if len(chunk_ids) != len(texts):
@@ -69,9 +78,7 @@ def build_bm25(directory: Path, chunk_ids: Sequence[str], texts: Sequence[str], 
 
 
 def bm25_model_id() -> str:
-    import bm25s
-
-    return f"bm25s-{bm25s.__version__}"
+    return f"bm25s-{_bm25s().__version__}"
 
 
 __all__ = ["IDS", "PARAMS", "bm25_model_id", "build_bm25", "tokenize"]

@@ -38,8 +38,9 @@ class BM25Retriever:
 
     @classmethod
     def load(cls, directory: Path, config: IndexConfig, *, mmap: bool = True) -> BM25Retriever:
-        import bm25s
+        from clinrag.indexing.lexical import _bm25s
 
+        bm25s = _bm25s()
         ids = np.load(directory / IDS, allow_pickle=False)
         model = bm25s.BM25.load(str(directory), mmap=mmap) if len(ids) else None
         return cls(model, ids, config)
