@@ -49,4 +49,7 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "Chunk", "ClinragError", "Document", "Engine", "Filters", "Hit", "ImageRecord", "IndexConfig", "IndexInfo",
+    "InputError", "Section", "WriteStats", "__version__",
+]

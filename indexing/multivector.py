@@ -49,8 +49,8 @@ class MultiVectorIndex:
 
     @classmethod
     def load(cls, directory: Path, *, mmap: bool = True) -> MultiVectorIndex:
-        mode = "r" if mmap else None
-        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False) for name in FILES}
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+                  for name in FILES}
         return cls(**arrays)
 
     def token_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +132,7 @@ class TokenCompressor:
     def fit(cls, vectors: list[np.ndarray], *, dim: int | None, nbits: int, n_centroids: int | None,
             expected_tokens: int | None = None, seed: int = 0, max_sample: int = 262_144) -> TokenCompressor:
         """Train on token vectors (a list of ``n_i x d`` arrays)."""
-        from clinrag.indexing.codec import train_codec
+        from clinrag.indexing.codec import default_n_centroids, train_codec
 
         allv = np.concatenate([np.asarray(v, dtype=np.float32) for v in vectors if len(v)])
         rng = np.random.default_rng(seed)
@@ -145,7 +145,7 @@ class TokenCompressor:
             sample = _normalise(sample @ projection)
         if n_centroids is None:
             total = max(expected_tokens or len(allv), len(allv))
-            n_centroids = int(2 ** np.floor(np.log2(16 * np.sqrt(total))))
+            n_centroids = default_n_centroids(total)
         n_centroids = max(1, min(n_centroids, len(sample) // 4 if len(sample) >= 8 else 1))
         codec = train_codec(sample, n_centroids=n_centroids, nbits=nbits, seed=seed)
         comp = cls(codec, projection, {})

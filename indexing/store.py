@@ -202,7 +202,8 @@ class LanceStore:
         """Merge the small fragments that batch-by-batch writes leave (creates new versions)."""
         for t in self._tables.values():
             try:
-                if int(t.stats()["fragment_stats"]["num_fragments"]) < min_fragments:
+                stats: Any = t.stats()
+                if int(stats["fragment_stats"]["num_fragments"]) < min_fragments:
                     continue
                 t.optimize()
             except Exception as exc:  # pragma: no cover - compaction is an optimisation only

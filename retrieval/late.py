@@ -30,7 +30,7 @@ from clinrag.indexing.codec import ResidualCodec
 from clinrag.indexing.encoders import TokenEncoder
 from clinrag.indexing.multivector import MultiVectorIndex
 from clinrag.retrieval.base import Scored
-from clinrag.retrieval.maxsim import maxsim_scores
+from clinrag.retrieval.maxsim import maxsim_scores, segment_max
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,10 @@ class LateRetriever:
             rows = np.intersect1d(rows, rows_allowed, assume_unique=True)
             if len(rows) < k:  # the filter admits few of the probed chunks: score all admitted
                 rows = rows_allowed
-        if p.centroid_pruning and len(rows) > p.ncandidates:
+        keep_n = max(p.ncandidates, k)
+        if p.centroid_pruning and len(rows) > keep_n:
             approx = self._centroid_interaction(cscores, rows)
-            keep = torch.topk(approx, p.ncandidates).indices.cpu().numpy()
+            keep = torch.topk(approx, keep_n).indices.cpu().numpy()
             rows = rows[np.sort(keep)]
         return rows
 
@@ -114,7 +115,7 @@ class LateRetriever:
         tok, local = self.mv.token_rows(rows)
         codes = torch.as_tensor(np.asarray(self.mv.codes[tok], dtype=np.int64), device=self.device)
         sims = cscores[:, codes]  # (Lq, T)
-        return _segment_maxsim(sims, torch.as_tensor(local, device=self.device))
+        return segment_max(sims, torch.as_tensor(local, device=self.device)).sum(0)
 
     # -- exact scoring ------------------------------------------------------------------------------
     def _exact(self, Q: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
@@ -132,17 +133,6 @@ class LateRetriever:
             out.append(maxsim_scores(Q.to(D.dtype), D, torch.as_tensor(local, device=self.device)).float())
             start = stop
         return torch.cat(out)
-
-
-def _segment_maxsim(sims: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """``sum_q max_{t in segment} sims[q, t]`` for each segment given by ``offsets``."""
-    n = len(offsets) - 1
-    lengths = offsets[1:] - offsets[:-1]
-    seg = torch.repeat_interleave(torch.arange(n, device=sims.device), lengths)
-    out = torch.full((sims.shape[0], n), float("-inf"), device=sims.device, dtype=sims.dtype)
-    out.scatter_reduce_(1, seg.unsqueeze(0).expand(sims.shape[0], -1), sims, reduce="amax", include_self=True)
-    out = torch.where(torch.isinf(out), torch.zeros_like(out), out)
-    return out.sum(0)
 
 
 __all__ = ["LateRetriever"]

@@ -53,7 +53,8 @@ def test_manifest_records_model_and_hybrid_is_default(late_index):
         assert "minilm" in eng.manifest.models["text"].lower()
         assert eng.manifest.last_build["multivector"]["chunks"] == len(TEXTS)
         hits = eng.search("heart attack treatment", k=3)
-        assert hits[0].doc_id in {f"d{i}" for i in range(0, len(TEXTS), 20)} | {f"d{i}" for i in range(1, len(TEXTS), 20)}
+        mi = {f"d{i}" for i in range(0, len(TEXTS), 20)} | {f"d{i}" for i in range(1, len(TEXTS), 20)}
+        assert hits[0].doc_id in mi
 
 
 def test_late_finds_paraphrase_without_shared_words(late_index):
@@ -69,9 +70,9 @@ def test_approximate_matches_exhaustive(late_index):
         eng.late_params = replace(eng.late_params, exhaustive=True)
         eng._retrievers.clear()
         exact = [[s.chunk_id for s in r] for r in eng.rank(queries, 10, mode="late")]
-    overlap = sum(len(set(a) & set(e)) for a, e in zip(approx, exact)) / sum(len(e) for e in exact)
+    overlap = sum(len(set(a) & set(e)) for a, e in zip(approx, exact, strict=True)) / sum(len(e) for e in exact)
     assert overlap >= 0.9
-    assert all(a[0] == e[0] for a, e in zip(approx, exact))
+    assert all(a[0] == e[0] for a, e in zip(approx, exact, strict=True))
 
 
 def test_filtered_late_search_returns_k_even_when_probe_misses(late_index):
