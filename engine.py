@@ -296,7 +296,7 @@ def _hit(row: Mapping[str, Any], s: Scored, rank: int, stage: str) -> Hit:
         title=row["title"] or "", section=row["section"] or "", source=row["source"] or "",
         kind=row["kind"] or "", patient_id=row["patient_id"], encounter_id=row["encounter_id"],
         timestamp=row["timestamp"], metadata=json.loads(row["meta_json"] or "{}"),
-        stage_scores={stage: s.score},
+        stage_scores=dict(s.stages) if s.stages else {stage: s.score},
     )
 
 

@@ -62,10 +62,15 @@ class Hit:
 
 @dataclass(frozen=True)
 class Scored:
-    """A retriever's raw result: a chunk id and its score (higher is better)."""
+    """A retriever's raw result: a chunk id and its score (higher is better).
+
+    ``stages`` holds the scores of the stages that produced it (e.g. ``bm25`` and ``late``
+    under hybrid fusion), as ``(name, score)`` pairs.
+    """
 
     chunk_id: str
     score: float
+    stages: tuple[tuple[str, float], ...] = ()
 
 
 @runtime_checkable

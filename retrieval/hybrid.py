@@ -29,19 +29,15 @@ class HybridRetriever:
     def search(self, queries: Sequence[str], k: int, allowed: frozenset[str] | None = None) -> list[list[Scored]]:
         depth = max(k, self.depth)
         per = [r.search(queries, depth, allowed) for r in self.retrievers]
-        return [fuse([p[i] for p in per], method=self.method, weights=self.weights, k=k)
-                for i in range(len(queries))]
-
-    def search_stages(self, queries: Sequence[str], k: int, allowed: frozenset[str] | None = None
-                      ) -> list[tuple[list[Scored], dict[str, dict[str, float]]]]:
-        """Like :meth:`search`, also returning each retriever's score of each hit (for ``Hit.stage_scores``)."""
-        depth = max(k, self.depth)
-        per = [r.search(queries, depth, allowed) for r in self.retrievers]
         out = []
         for i in range(len(queries)):
-            fused = fuse([p[i] for p in per], method=self.method, weights=self.weights, k=k)
-            stages = {r.name: {s.chunk_id: s.score for s in p[i]} for r, p in zip(self.retrievers, per, strict=True)}
-            out.append((fused, stages))
+            lists = [p[i] for p in per]
+            by_stage = [(r.name, {s.chunk_id: s.score for s in lst}) for r, lst in zip(self.retrievers, lists,
+                                                                                      strict=True)]
+            fused = fuse(lists, method=self.method, weights=self.weights, k=k)
+            out.append([Scored(f.chunk_id, f.score, tuple((name, sc[f.chunk_id]) for name, sc in by_stage
+                                                         if f.chunk_id in sc) + ((self.name, f.score),))
+                        for f in fused])
         return out
 
 

@@ -103,6 +103,8 @@ def test_hybrid_fuses_both_stages(late_index):
     with Engine.open(late_index) as eng:
         hits = eng.search("antibiotics for sepsis", k=5, mode="hybrid")
         assert hits[0].doc_id in {"d14", "d34", "d54"}
+        assert set(hits[0].stage_scores) == {"bm25", "late", "hybrid"}
+        assert hits[0].stage_scores["hybrid"] == pytest.approx(hits[0].score)
 
 
 def test_open_with_other_model_is_refused(late_index):
