@@ -23,7 +23,9 @@ class IndexConfig:
     all-MiniLM-L6-v2; any Hugging Face id or local path, a colbert-ai or PyLate checkpoint);
     ``dim`` reduces token vectors by a PCA projection trained at the first build; token
     vectors are stored as centroid id + ``nbits``-per-dimension residual; ``n_centroids``
-    defaults to PLAID's rule (a power of two near ``16 * sqrt(tokens)``).
+    defaults to PLAID's rule (a power of two near ``16 * sqrt(tokens)``). ``hybrid`` search fuses
+    min-max normalised scores, ``hybrid_weight`` for late interaction and the rest for BM25
+    (0.8: on the PubMedQA tasks BM25 adds little and equal weights lose to late interaction alone).
 
     Chunking: documents are split at section boundaries when ``split_sections`` is true,
     and any piece longer than ``chunk_max_words`` is cut into overlapping windows of
@@ -42,11 +44,16 @@ class IndexConfig:
     dim: int | None = None
     nbits: int = 2
     n_centroids: int | None = None
-    max_tokens: int | None = None
+    hybrid_weight: float = 0.8
+    hybrid_method: str = "wsum"
 
     def __post_init__(self) -> None:
         if self.nbits not in (1, 2, 4):
             raise ConfigError(f"nbits must be 1, 2 or 4, got {self.nbits}")
+        if not 0.0 <= self.hybrid_weight <= 1.0:
+            raise ConfigError(f"hybrid_weight (the late-interaction share) must be in [0, 1], got {self.hybrid_weight}")
+        if self.hybrid_method not in ("wsum", "rrf"):
+            raise ConfigError(f"hybrid_method must be 'wsum' or 'rrf', got {self.hybrid_method!r}")
         if self.dim is not None and self.dim < 8:
             raise ConfigError(f"dim must be at least 8, got {self.dim}")
         if self.default_mode not in (None, "lexical") and not self.text_model:

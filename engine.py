@@ -213,7 +213,9 @@ class Engine:
         else:
             from clinrag.retrieval.hybrid import HybridRetriever
 
-            retriever = HybridRetriever([self.retriever("lexical"), self.retriever("late")])
+            w = self.config.hybrid_weight
+            retriever = HybridRetriever([self.retriever("lexical"), self.retriever("late")], weights=[1 - w, w],
+                                        method=self.config.hybrid_method)
         self._retrievers[mode] = retriever
         return retriever
 
