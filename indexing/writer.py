@@ -179,60 +179,53 @@ class Transaction:
                                   for c in ("image_id", "content_hash")], strict=True))
         st = {"added": 0, "updated": 0, "unchanged": 0, "chunks": 0, "img_added": 0, "img_unchanged": 0,
               "chunks_deleted": 0}
-        docs: list[Document] = []
-        chunks: list[Chunk] = []
-        n_chunks: list[int] = []
-        images: list[ImageRecord] = []
+        # pending writes, keyed by id: a record repeated in one batch keeps its last version
+        docs: dict[str, tuple[Document, list[Chunk]]] = {}
+        images: dict[str, ImageRecord] = {}
         replace: list[str] = []
         replace_img: list[str] = []
-        seen = 0
+        n_pending = 0
         cfg = self.config
 
         def flush() -> None:
+            nonlocal n_pending
             if replace:
                 st["chunks_deleted"] += self.store.count("chunks", sql_in("doc_id", replace))
                 self.store.delete("chunks", "doc_id", replace)
                 self.store.delete("documents", "doc_id", replace)
             if replace_img:
                 self.store.delete("images", "image_id", replace_img)
-            self.store.append("chunks", self._encode(chunks))
-            self.store.append("documents", documents_table(docs, n_chunks))
-            self.store.append("images", images_table(images))
-            for lst in (docs, chunks, n_chunks, images, replace, replace_img):
-                lst.clear()
+            # chunks before their document row: a cut write leaves orphan chunks, removed on resume
+            self.store.append("chunks", self._encode([c for _, cs in docs.values() for c in cs]))
+            self.store.append("documents", documents_table([d for d, _ in docs.values()],
+                                                           [len(cs) for _, cs in docs.values()]))
+            self.store.append("images", images_table(list(images.values())))
+            for pending in (docs, images):
+                pending.clear()
+            replace.clear()
+            replace_img.clear()
+            n_pending = 0
 
-        for rec in records:
-            seen += 1
+        for seen, rec in enumerate(records, 1):
             if isinstance(rec, ImageRecord):
-                h = image_hash(rec)
-                old = existing_img.get(rec.id)
-                if old == h:
+                state = _classify(existing_img, rec.id, image_hash(rec), replace_img)
+                if state == "unchanged":
                     st["img_unchanged"] += 1
-                    continue
-                if old is not None:
-                    replace_img.append(rec.id)
-                existing_img[rec.id] = h
-                images.append(rec)
-                st["img_added"] += 1
-            else:
-                h = rec.content_hash
-                old = existing.get(rec.id)
-                if old == h:
-                    st["unchanged"] += 1
-                    continue
-                if old is not None:
-                    replace.append(rec.id)
-                    st["updated"] += 1
                 else:
-                    st["added"] += 1
-                existing[rec.id] = h
-                cs = chunk_document(rec, max_words=cfg.chunk_max_words,
-                                    overlap_words=cfg.chunk_overlap_words, split_sections=cfg.split_sections)
-                docs.append(rec)
-                n_chunks.append(len(cs))
-                chunks.extend(cs)
-                st["chunks"] += len(cs)
-            if len(chunks) >= FLUSH_CHUNKS or len(images) >= FLUSH_CHUNKS or len(docs) >= FLUSH_CHUNKS:
+                    images[rec.id] = rec
+                    st["img_added"] += 1
+            else:
+                state = _classify(existing, rec.id, rec.content_hash, replace)
+                st[state] += 1
+                if state != "unchanged":
+                    cs = chunk_document(rec, max_words=cfg.chunk_max_words,
+                                        overlap_words=cfg.chunk_overlap_words, split_sections=cfg.split_sections)
+                    if rec.id in docs:  # repeated within this batch: the earlier version never lands
+                        st["chunks"] -= len(docs[rec.id][1])
+                    docs[rec.id] = (rec, cs)
+                    n_pending += len(cs)
+                    st["chunks"] += len(cs)
+            if n_pending >= FLUSH_CHUNKS or len(images) >= FLUSH_CHUNKS or len(docs) >= FLUSH_CHUNKS:
                 flush()
             if progress is not None:
                 progress(seen)
@@ -364,6 +357,18 @@ class Transaction:
             for p in self.root.glob(pattern):
                 if p.name not in keep and p.is_dir():
                     shutil.rmtree(p, ignore_errors=True)
+
+
+def _classify(existing: dict[str, str], rid: str, digest: str, replace: list[str]) -> str:
+    """``added``, ``updated`` (queued in ``replace``) or ``unchanged``; records the new digest."""
+    old = existing.get(rid)
+    if old == digest:
+        return "unchanged"
+    existing[rid] = digest
+    if old is None:
+        return "added"
+    replace.append(rid)
+    return "updated"
 
 
 __all__ = ["JOURNAL", "IndexLock", "Transaction", "WriteStats"]

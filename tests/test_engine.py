@@ -124,3 +124,11 @@ def test_overwrite_replaces_index(tmp_path, engine):
     with Engine.create(tmp_path / "idx", overwrite=True) as fresh:
         assert fresh.manifest.counts["documents"] == 0
         assert fresh.search("metformin") == []
+
+
+def test_repeated_id_in_one_add_keeps_the_last_version(tmp_path):
+    with Engine.create(tmp_path / "r") as eng:
+        stats = eng.add([Document(id="x", text="first aspirin"), Document(id="x", text="second metformin")])
+        assert eng.manifest.counts == {"documents": 1, "chunks": 1, "images": 0, "patients": 0}
+        assert stats.chunks_added == 1
+        assert [h.text for h in eng.search("metformin aspirin")] == ["second metformin"]
