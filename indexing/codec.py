@@ -67,15 +67,21 @@ class ResidualCodec:
     # -- encoding -----------------------------------------------------------------------------------
     def assign(self, vectors: np.ndarray, batch: int = 65_536) -> np.ndarray:
         """Nearest centroid (inner product) of each vector: int32 ``(n,)``."""
+        return self.nearest(vectors, batch)[0]
+
+    def nearest(self, vectors: np.ndarray, batch: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest centroid of each vector and its inner product: ``(int32 (n,), float32 (n,))``."""
         if self._index is None:
             index = _faiss().IndexFlatIP(self.dim)
             index.add(np.ascontiguousarray(self.centroids, dtype=np.float32))
             self._index = index
         out = np.empty(len(vectors), dtype=np.int32)
+        sims = np.empty(len(vectors), dtype=np.float32)
         for s in range(0, len(vectors), batch):
-            _, ids = self._index.search(np.ascontiguousarray(vectors[s:s + batch], dtype=np.float32), 1)
+            d, ids = self._index.search(np.ascontiguousarray(vectors[s:s + batch], dtype=np.float32), 1)
             out[s:s + batch] = ids[:, 0]
-        return out
+            sims[s:s + batch] = d[:, 0]
+        return out, sims
 
     def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(codes int32 (n,), packed uint8 (n, dim * nbits / 8))``."""

@@ -160,8 +160,7 @@ class TokenCompressor:
         """Mean cosine between (projected) tokens and their nearest centroid: falls as data drifts."""
         if len(vectors) == 0:
             return 1.0
-        c = np.asarray(self.codec.centroids, dtype=np.float32)
-        return float(np.mean(np.max(np.asarray(vectors, dtype=np.float32) @ c.T, axis=1)))
+        return float(np.mean(self.codec.nearest(np.asarray(vectors, dtype=np.float32))[1]))
 
     def compress(self, vectors: list[np.ndarray]) -> tuple[list[np.ndarray], list[bytes]]:
         """Codes and packed residual bytes of each chunk's tokens."""
