@@ -97,18 +97,25 @@ class LateParams:
     """Search-time settings of late-interaction retrieval (not stored; may differ per query).
 
     ``nprobe`` centroids are probed per query token; at most ``ncandidates`` chunks survive
-    centroid-interaction pruning; ``exhaustive`` scores every admitted chunk exactly.
+    centroid-interaction pruning (default as colbert-ai's PLAID: 256 for k <= 10, 1024 for
+    k <= 100, else 4k); ``exhaustive`` scores every admitted chunk exactly.
     """
 
     nprobe: int = 8
-    ncandidates: int = 1024
+    ncandidates: int | None = None
     centroid_pruning: bool = True
     exhaustive: bool = False
     block_tokens: int = 1 << 20
 
     def __post_init__(self) -> None:
-        if self.nprobe < 1 or self.ncandidates < 1:
+        if self.nprobe < 1 or (self.ncandidates is not None and self.ncandidates < 1):
             raise ConfigError("nprobe and ncandidates must be positive")
+
+    def candidates(self, k: int) -> int:
+        """How many chunks survive pruning for a top-``k`` search (never fewer than ``k``)."""
+        if self.ncandidates is not None:
+            return max(self.ncandidates, k)
+        return 256 if k <= 10 else 1024 if k <= 100 else 4 * k
 
 
 __all__ = ["SEARCH_MODES", "IndexConfig", "LateParams"]

@@ -103,7 +103,7 @@ class LateRetriever:
             rows = np.intersect1d(rows, rows_allowed, assume_unique=True)
             if len(rows) < k:  # the filter admits few of the probed chunks: score all admitted
                 rows = rows_allowed
-        keep_n = max(p.ncandidates, k)
+        keep_n = p.candidates(k)
         if p.centroid_pruning and len(rows) > keep_n:
             approx = self._centroid_interaction(cscores, rows)
             keep = torch.topk(approx, keep_n).indices.cpu().numpy()
