@@ -324,8 +324,9 @@ def demo(index_dir: Annotated[Path, typer.Option("--index", help="Where to build
     for q, filters in queries:
         hits = engine.search(q, k=3, filters=filters)
         _hits_table(q + (f"  (filters: {filters})" if filters else ""), hits)
-    hits = engine.search("heart attack", k=3, mode="late")
-    _hits_table("heart attack  (late interaction alone: finds 'myocardial infarction' without the words)", hits)
+    for mode in ("lexical", "late"):
+        hits = engine.search("low blood sugar episodes", k=2, mode=mode)
+        _hits_table(f"low blood sugar episodes  (--mode {mode})", hits)
     engine.close()
 
 
