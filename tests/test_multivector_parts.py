@@ -187,3 +187,23 @@ def test_cuda_paths_match_cpu():
     off = torch.tensor([0, 100, 500])
     np.testing.assert_allclose(maxsim_scores(cpu[:4], cpu, off).numpy(),
                                maxsim_scores(gpu[:4].cuda(), gpu.cuda().half(), off).cpu().numpy(), atol=5e-2)
+
+
+def test_lancedb_native_multivector_gives_exact_maxsim(tmp_path):
+    from clinrag.retrieval.lance_mv import LanceMultiVectorRetriever
+
+    rng = np.random.default_rng(2)
+    docs = []
+    for n in (3, 7, 1, 12, 5):
+        v = rng.normal(size=(n, 16)).astype(np.float32)
+        docs.append((v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16))
+    q = rng.normal(size=(4, 16)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    r = LanceMultiVectorRetriever.build(tmp_path, [f"d{i}" for i in range(5)], docs)
+    got = {s.chunk_id: s.score for s in r.search_vectors(q, k=5)}
+    D = torch.as_tensor(np.concatenate(docs).astype(np.float32))
+    off = torch.as_tensor(np.concatenate([[0], np.cumsum([len(d) for d in docs])]))
+    want = maxsim_scores(torch.as_tensor(q), D, off).numpy()
+    np.testing.assert_allclose([got[f"d{i}"] for i in range(5)], want, atol=5e-3)
+    assert [s.chunk_id for s in r.search_vectors(q, k=5, where="chunk_id IN ('d1', 'd3')")] == sorted(
+        ["d1", "d3"], key=lambda c: -got[c])
