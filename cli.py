@@ -67,6 +67,9 @@ def index(
         "Without it the index is lexical (BM25) only."))] = None,
     dim: Annotated[int | None, typer.Option(help="Reduce token vectors to DIM by PCA (new index only).")] = None,
     nbits: Annotated[int, typer.Option(help="Bits per dimension of stored residuals: 1, 2 or 4.")] = 2,
+    late_backend: Annotated[str, typer.Option(help=(
+        "Late-interaction store: 'plaid' (compressed, clinrag's own search) or 'lancedb' (uncompressed "
+        "vectors in LanceDB's native multivector column, exact and slower; for comparison)."))] = "plaid",
     json_out: JsonOpt = False,
 ) -> None:
     """Index SOURCES into an index directory (created if needed; otherwise records are added or updated).
@@ -90,7 +93,7 @@ def index(
         if chunk_words:
             settings["chunk_max_words"] = chunk_words
         if text_model:
-            settings.update(text_model=text_model, dim=dim, nbits=nbits)
+            settings.update(text_model=text_model, dim=dim, nbits=nbits, late_backend=late_backend)
         config = IndexConfig(**settings) if settings else None
         try:
             if overwrite:

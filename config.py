@@ -26,6 +26,8 @@ class IndexConfig:
     defaults to PLAID's rule (a power of two near ``16 * sqrt(tokens)``). ``hybrid`` search fuses
     min-max normalised scores, ``hybrid_weight`` for late interaction and the rest for BM25
     (0.8: on the PubMedQA tasks BM25 adds little and equal weights lose to late interaction alone).
+    ``late_backend="lancedb"`` stores uncompressed token vectors in LanceDB's native multivector
+    column and lets LanceDB score MaxSim (flat, exact, slower, larger), for comparison.
 
     Chunking: documents are split at section boundaries when ``split_sections`` is true,
     and any piece longer than ``chunk_max_words`` is cut into overlapping windows of
@@ -44,12 +46,17 @@ class IndexConfig:
     dim: int | None = None
     nbits: int = 2
     n_centroids: int | None = None
+    late_backend: str = "plaid"
     hybrid_weight: float = 0.8
     hybrid_method: str = "wsum"
 
     def __post_init__(self) -> None:
         if self.nbits not in (1, 2, 4):
             raise ConfigError(f"nbits must be 1, 2 or 4, got {self.nbits}")
+        if self.late_backend not in ("plaid", "lancedb"):
+            raise ConfigError(f"late_backend must be 'plaid' or 'lancedb', got {self.late_backend!r}")
+        if self.late_backend == "lancedb" and self.dim is not None:
+            raise ConfigError("late_backend 'lancedb' stores the encoder's vectors as they are: drop dim")
         if not 0.0 <= self.hybrid_weight <= 1.0:
             raise ConfigError(f"hybrid_weight (the late-interaction share) must be in [0, 1], got {self.hybrid_weight}")
         if self.hybrid_method not in ("wsum", "rrf"):

@@ -79,8 +79,16 @@ class Engine:
         tmp = root.parent / f".{root.name}.new-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            store = LanceStore.create(tmp)
-            manifest = Manifest.new(config or IndexConfig()).committed(
+            cfg = config or IndexConfig()
+            vector_dim = None
+            if cfg.text_model and cfg.late_backend == "lancedb":
+                from clinrag.indexing.cache import get_model
+                from clinrag.indexing.colbert import load_token_encoder
+
+                encoder = encoder or get_model("text", cfg.text_model, load_token_encoder)
+                vector_dim = encoder.dim
+            store = LanceStore.create(tmp, vector_dim)
+            manifest = Manifest.new(cfg).committed(
                 tables=store.versions(), counts={"documents": 0, "chunks": 0, "images": 0, "patients": 0})
             write_manifest(tmp, manifest)
             _swap_in(tmp, root)
@@ -197,6 +205,10 @@ class Engine:
         elif self.config.text_model is None:
             raise ConfigError(f"search mode {mode!r} needs a multi-vector text model, and {self.root} "
                               "was built without one; use --mode lexical or rebuild the index with --text-model")
+        elif mode == "late" and self.config.late_backend == "lancedb":
+            from clinrag.retrieval.lance_mv import LanceMultiVectorRetriever
+
+            retriever = LanceMultiVectorRetriever(self.store.table("chunks"), self.encoder, vector_column="vectors")
         elif mode == "late":
             if self.manifest.mv_dir is None or self.manifest.codec_dir is None:
                 raise ConfigError(f"{self.root} has no multi-vector index yet; add records to build it")

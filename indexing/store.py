@@ -45,6 +45,15 @@ SCHEMAS: dict[str, pa.Schema] = {
                          ("caption", pa.string()), ("content_hash", pa.string()), *_COMMON]),
 }
 TABLES = tuple(SCHEMAS)
+VECTORS = "vectors"  # uncompressed token vectors, only with the LanceDB multivector backend
+
+
+def chunks_schema(vector_dim: int | None = None) -> pa.Schema:
+    """The chunks table's schema; with ``vector_dim``, plus LanceDB's multivector column."""
+    schema = SCHEMAS["chunks"]
+    if vector_dim:
+        schema = schema.append(pa.field(VECTORS, pa.list_(pa.list_(pa.float16(), vector_dim))))
+    return schema
 KEYS = {"documents": "doc_id", "chunks": "chunk_id", "images": "image_id"}
 
 
@@ -69,8 +78,10 @@ def documents_table(docs: Sequence[Document], n_chunks: Sequence[int]) -> pa.Tab
 
 
 def chunks_table(chunks: Sequence[Chunk], codes: Sequence[np.ndarray] | None = None,
-                 residuals: Sequence[bytes] | None = None) -> pa.Table:
-    """Rows of the chunks table; ``codes``/``residuals`` are the compressed token vectors, if any."""
+                 residuals: Sequence[bytes] | None = None, vectors: Sequence[np.ndarray] | None = None,
+                 vector_dim: int | None = None) -> pa.Table:
+    """Rows of the chunks table; ``codes``/``residuals`` are the compressed token vectors, if any,
+    ``vectors`` the uncompressed ones (LanceDB multivector backend, ``vector_dim`` set)."""
     metas = [_meta(c.metadata) for c in chunks]
     if codes is None:
         n_tok = pa.nulls(len(chunks), pa.int32())
@@ -80,7 +91,7 @@ def chunks_table(chunks: Sequence[Chunk], codes: Sequence[np.ndarray] | None = N
         n_tok = pa.array([len(c) for c in codes], pa.int32())
         code_col = pa.array([np.asarray(c, dtype=np.int32) for c in codes], pa.list_(pa.int32()))
         res_col = pa.array(list(residuals or []), pa.large_binary())
-    return pa.table({
+    columns = {
         "chunk_id": [c.id for c in chunks], "doc_id": [c.doc_id for c in chunks],
         "position": [c.position for c in chunks], "span_start": [c.span[0] for c in chunks],
         "span_end": [c.span[1] for c in chunks], "section": [c.section for c in chunks],
@@ -90,7 +101,13 @@ def chunks_table(chunks: Sequence[Chunk], codes: Sequence[np.ndarray] | None = N
         "timestamp": pa.array([c.timestamp for c in chunks], TS),
         "meta_json": [m[0] for m in metas], "meta_kv": [m[1] for m in metas],
         "n_tokens": n_tok, "codes": code_col, "residuals": res_col,
-    }, schema=SCHEMAS["chunks"])
+    }
+    if vector_dim:
+        from clinrag.retrieval.lance_mv import multivector_array
+
+        columns[VECTORS] = (multivector_array(vectors, vector_dim) if vectors is not None
+                            else pa.nulls(len(chunks), pa.list_(pa.list_(pa.float16(), vector_dim))))
+    return pa.table(columns, schema=chunks_schema(vector_dim))
 
 
 def images_table(images: Sequence[ImageRecord]) -> pa.Table:
@@ -130,12 +147,20 @@ class LanceStore:
                 self._tables[name].checkout(int(version))
 
     @classmethod
-    def create(cls, root: str | Path) -> LanceStore:
+    def create(cls, root: str | Path, vector_dim: int | None = None) -> LanceStore:
         """Create empty tables under ``root/lance`` (each at version 1)."""
         db = lancedb.connect(str(Path(root) / "lance"))
         for name, schema in SCHEMAS.items():
-            db.create_table(name, schema=schema)
+            db.create_table(name, schema=chunks_schema(vector_dim) if name == "chunks" else schema)
         return cls(root)
+
+    @property
+    def vector_dim(self) -> int | None:
+        """Dimension of the multivector column of the chunks table, if it has one."""
+        schema = self._tables["chunks"].schema
+        if VECTORS not in schema.names:
+            return None
+        return int(schema.field(VECTORS).type.value_type.list_size)
 
     def table(self, name: str) -> Any:
         return self._tables[name]

@@ -238,8 +238,10 @@ class Transaction:
     def _encode(self, chunks: list[Chunk]) -> pa.Table:
         """Chunk rows, with compressed token vectors when the index has a text model."""
         if self.encoder is None or not chunks:
-            return chunks_table(chunks)
+            return chunks_table(chunks, vector_dim=self.store.vector_dim)
         vectors = self.encoder.encode_documents([c.text for c in chunks])
+        if self.store.vector_dim:  # LanceDB multivector backend: vectors as they are
+            return chunks_table(chunks, vectors=vectors, vector_dim=self.store.vector_dim)
         if self.compressor is None:
             cfg = self.config
             self.compressor = TokenCompressor.fit(vectors, dim=cfg.dim, nbits=cfg.nbits, n_centroids=cfg.n_centroids)
@@ -278,8 +280,8 @@ class Transaction:
         """
         from clinrag.errors import ConfigError
 
-        if self.encoder is None:
-            raise ConfigError(f"{self.root} has no text model: there is nothing to optimize")
+        if self.encoder is None or self.store.vector_dim:
+            raise ConfigError(f"{self.root} has no compressed multi-vector index: there is nothing to optimize")
         table = self.store.scan("chunks", list(SCHEMAS["chunks"].names))
         texts = table.column("text").to_pylist()
         rng = np.random.default_rng(0)

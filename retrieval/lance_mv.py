@@ -29,15 +29,20 @@ from clinrag.retrieval.base import Scored
 TABLE = "multivector"
 
 
-def multivector_table(chunk_ids: Sequence[str], vectors: Sequence[np.ndarray]) -> pa.Table:
-    """Arrow table ``chunk_id``, ``vector`` (list of fixed-size float16 lists), built without Python loops."""
-    dim = int(vectors[0].shape[1])
-    flat = np.concatenate([np.asarray(v, dtype=np.float16) for v in vectors]).reshape(-1)
+def multivector_array(vectors: Sequence[np.ndarray], dim: int) -> pa.Array:
+    """``list<fixed_size_list<float16, dim>>`` of each chunk's token vectors, built without Python loops."""
+    parts = [np.asarray(v, dtype=np.float16).reshape(-1, dim) for v in vectors]
+    flat = np.concatenate(parts).reshape(-1) if parts else np.zeros(0, np.float16)
     inner = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float16()), dim)
-    offsets = np.zeros(len(vectors) + 1, dtype=np.int32)
-    np.cumsum([len(v) for v in vectors], out=offsets[1:])
-    outer = pa.ListArray.from_arrays(pa.array(offsets), inner)
-    return pa.table({"chunk_id": pa.array(list(chunk_ids), pa.string()), "vector": outer})
+    offsets = np.zeros(len(parts) + 1, dtype=np.int32)
+    np.cumsum([len(v) for v in parts], out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), inner)
+
+
+def multivector_table(chunk_ids: Sequence[str], vectors: Sequence[np.ndarray]) -> pa.Table:
+    """Arrow table ``chunk_id``, ``vector`` for :meth:`LanceMultiVectorRetriever.build`."""
+    return pa.table({"chunk_id": pa.array(list(chunk_ids), pa.string()),
+                     "vector": multivector_array(vectors, int(vectors[0].shape[1]))})
 
 
 class LanceMultiVectorRetriever:
@@ -46,8 +51,10 @@ class LanceMultiVectorRetriever:
     name = "late-lancedb"
 
     def __init__(self, table: object, encoder: object | None = None,
-                 query_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+                 query_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                 vector_column: str = "vector") -> None:
         self.table = table
+        self.vector_column = vector_column
         self.encoder = encoder
         self.query_transform = query_transform
 
@@ -59,7 +66,8 @@ class LanceMultiVectorRetriever:
         return cls(table, encoder)
 
     def search_vectors(self, q: np.ndarray, k: int, where: str | None = None) -> list[Scored]:
-        query = self.table.search(np.asarray(q, dtype=np.float32).tolist())  # type: ignore[attr-defined]
+        query = self.table.search(np.asarray(q, dtype=np.float32).tolist(),  # type: ignore[attr-defined]
+                                  vector_column_name=self.vector_column)
         if where:
             query = query.where(where, prefilter=True)
         res = query.select(["chunk_id"]).limit(k).to_arrow()
