@@ -216,6 +216,15 @@ def info(index_dir: Annotated[Path, typer.Argument(help="Index directory.")], js
     table.add_row("clinrag version", m["clinrag_version"])
     table.add_row("models", ", ".join(f"{k}: {v}" for k, v in m["models"].items()))
     table.add_row("updated", m["updated"])
+    build = m.get("last_build", {})
+    if "centroid_cos_train" in build:
+        new = build.get("centroid_cos_new")
+        drift = f"token-centroid cosine {build['centroid_cos_train']:.3f} at training"
+        if new is not None:
+            drift += f", {new:.3f} for the data added last"
+            if build["centroid_cos_train"] - new > 0.05:
+                drift += " [yellow](drifted: run `clinrag optimize`)[/]"
+        table.add_row("multi-vector drift", drift)
     table.add_row("config", json.dumps(m["config"]))
     out.print(table)
 
