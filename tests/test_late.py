@@ -88,6 +88,8 @@ def test_live_add_update_delete(tmp_path):
         codec = eng.manifest.codec_dir
         eng.add([Document(id="new", text="Kawasaki disease coronary aneurysm in infants given immunoglobulin.")])
         assert eng.manifest.codec_dir == codec  # new tokens reuse the existing centroids
+        build = eng.manifest.last_build
+        assert 0 < build["centroid_cos_new"] <= 1 and 0 < build["centroid_cos_train"] <= 1
         assert eng.search("Kawasaki immunoglobulin", k=1, mode="late")[0].doc_id == "new"
         eng.add([Document(id="new", text="Lyme disease treated with doxycycline.")])
         assert eng.search("Lyme doxycycline", k=1, mode="late")[0].doc_id == "new"
