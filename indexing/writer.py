@@ -105,6 +105,7 @@ class Transaction:
         self.compressor: TokenCompressor | None = None
         self.codec_dir: str | None = manifest.codec_dir
         self._drift = [0.0, 0]  # sum of token-centroid cosines of new tokens, token count
+        self._truncated = 0  # chunks the text model had to truncate (reported in the manifest)
         self.manifest = manifest
         self.config: IndexConfig = manifest.config
         self.op = op
@@ -239,7 +240,9 @@ class Transaction:
         """Chunk rows, with compressed token vectors when the index has a text model."""
         if self.encoder is None or not chunks:
             return chunks_table(chunks, vector_dim=self.store.vector_dim)
+        before = self.encoder.truncated
         vectors = self.encoder.encode_documents([c.text for c in chunks])
+        self._truncated += self.encoder.truncated - before
         if self.store.vector_dim:  # LanceDB multivector backend: vectors as they are
             return chunks_table(chunks, vectors=vectors, vector_dim=self.store.vector_dim)
         if self.compressor is None:
@@ -321,6 +324,8 @@ class Transaction:
                    table.column("text").to_pylist(), self.config)
         mv_name = None
         build = dict(build_info or {})
+        if self.encoder is not None:
+            build["truncated_chunks"] = self._truncated
         if self.compressor is not None:
             mv_name = f"mv-{uuid.uuid4().hex[:12]}"
             mv = self.store.scan("chunks", ["chunk_id", "codes", "residuals"])

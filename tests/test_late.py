@@ -52,6 +52,7 @@ def test_manifest_records_model_and_hybrid_is_default(late_index):
         assert eng.config.mode == "hybrid"
         assert "minilm" in eng.manifest.models["text"].lower()
         assert eng.manifest.last_build["multivector"]["chunks"] == len(TEXTS)
+        assert eng.manifest.last_build["truncated_chunks"] == 0
         hits = eng.search("heart attack treatment", k=3)
         mi = {f"d{i}" for i in range(0, len(TEXTS), 20)} | {f"d{i}" for i in range(1, len(TEXTS), 20)}
         assert hits[0].doc_id in mi
@@ -96,6 +97,10 @@ def test_live_add_update_delete(tmp_path):
         eng.delete(["new", "d4"])
         for q in ("Lyme doxycycline", "Metformin HbA1c type 2 diabetes"):
             assert not {h.doc_id for h in eng.search(q, k=30, mode="late")} & {"new", "d4"}
+        long_text = " ".join(["pneumonia treated with antibiotics"] * 60)  # 240 words > 180: chunked
+        stats = eng.add([Document(id="long", text=long_text)])
+        assert stats.chunks_added == 2 and eng.manifest.last_build["truncated_chunks"] == 0
+        eng.delete(["long"])
         report = eng.optimize()
         assert report["chunks"] == 19
         assert eng.search("Metformin diabetes", k=1, mode="late")[0].doc_id != "d4"
@@ -135,3 +140,10 @@ def test_lancedb_native_backend_matches_exhaustive_plaid_ranking(tmp_path, late_
     # the same token vectors, uncompressed in LanceDB and 2-bit in clinrag: the best hits agree
     for n, e in zip(native, exact, strict=True):
         assert n[0] in e[:3] and len(set(n) & set(e)) >= 3
+
+
+def test_truncation_by_the_model_is_counted_and_reported(tmp_path):
+    long_text = " ".join(["pneumonia treated with antibiotics"] * 80)  # one 320-word chunk, > 256 tokens
+    with Engine.create(tmp_path / "t", IndexConfig(text_model="default", chunk_max_words=400)) as eng:
+        eng.add(_docs()[:10] + [Document(id="long", text=long_text)])
+        assert eng.manifest.last_build["truncated_chunks"] == 1
