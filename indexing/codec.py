@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import torch
 
 from clinrag.errors import ConfigError, IndexFormatError
 
+log = logging.getLogger(__name__)
 
 def _faiss():  # noqa: ANN202 - module
     import faiss
@@ -37,7 +39,7 @@ def _faiss():  # noqa: ANN202 - module
     return faiss
 
 
-@dataclass
+@dataclass(eq=False)
 class ResidualCodec:
     """Centroids + residual buckets. ``compress`` / ``decompress`` are inverse up to quantisation."""
 
@@ -45,6 +47,7 @@ class ResidualCodec:
     bucket_cutoffs: np.ndarray  # (2**nbits - 1,) float32
     bucket_weights: np.ndarray  # (2**nbits,) float32
     nbits: int
+    avg_residual: np.ndarray | None = None  # (dim,) mean |residual| per dimension, as colbert-ai records
 
     def __post_init__(self) -> None:
         if self.nbits not in (1, 2, 4):
@@ -65,23 +68,29 @@ class ResidualCodec:
         return 4 + self.dim * self.nbits // 8
 
     # -- encoding -----------------------------------------------------------------------------------
-    def assign(self, vectors: np.ndarray, batch: int = 65_536) -> np.ndarray:
-        """Nearest centroid (inner product) of each vector: int32 ``(n,)``."""
-        return self.nearest(vectors, batch)[0]
+    def assign(self, vectors: np.ndarray, k: int = 1, *, batch: int = 65_536) -> np.ndarray:
+        """Nearest centroid (inner product) of each vector: int32 ``(n,)``, or ``(n, k)`` when ``k > 1``."""
+        return self.nearest(vectors, batch, k=k)[0]
 
-    def nearest(self, vectors: np.ndarray, batch: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest centroid of each vector and its inner product: ``(int32 (n,), float32 (n,))``."""
+    def nearest(self, vectors: np.ndarray, batch: int = 65_536, *,
+                k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest centroid(s) of each vector and the inner products.
+
+        ``(int32 (n,), float32 (n,))`` for ``k == 1``, else ``(int32 (n, k), float32 (n, k))``.
+        """
+        if not 1 <= k <= len(self.centroids):
+            raise ConfigError(f"k must be in 1..{len(self.centroids)} (the number of centroids), got {k}")
         if self._index is None:
             index = _faiss().IndexFlatIP(self.dim)
             index.add(np.ascontiguousarray(self.centroids, dtype=np.float32))
             self._index = index
-        out = np.empty(len(vectors), dtype=np.int32)
-        sims = np.empty(len(vectors), dtype=np.float32)
+        out = np.empty((len(vectors), k), dtype=np.int32)
+        sims = np.empty((len(vectors), k), dtype=np.float32)
         for s in range(0, len(vectors), batch):
-            d, ids = self._index.search(np.ascontiguousarray(vectors[s:s + batch], dtype=np.float32), 1)
-            out[s:s + batch] = ids[:, 0]
-            sims[s:s + batch] = d[:, 0]
-        return out, sims
+            d, ids = self._index.search(np.ascontiguousarray(vectors[s:s + batch], dtype=np.float32), k)
+            out[s:s + batch] = ids
+            sims[s:s + batch] = d
+        return (out[:, 0], sims[:, 0]) if k == 1 else (out, sims)
 
     def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(codes int32 (n,), packed uint8 (n, dim * nbits / 8))``."""
@@ -99,7 +108,7 @@ class ResidualCodec:
         return codes, packed
 
     # -- decoding -----------------------------------------------------------------------------------
-    def _lut(self, device: str) -> torch.Tensor:
+    def _lut(self, device: str) -> torch.Tensor:  # device as str(torch.device)
         """(256, 8 // nbits) residual values of every byte, on ``device``."""
         if device not in self._luts:
             per_byte = 8 // self.nbits
@@ -112,8 +121,13 @@ class ResidualCodec:
         return self._luts[device]
 
     def decompress(self, codes: np.ndarray | torch.Tensor, packed: np.ndarray | torch.Tensor, *,
-                   device: str = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Reconstructed, L2-normalised vectors ``(n, dim)`` (float16 on CUDA, float32 on CPU by default)."""
+                   device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Reconstructed, L2-normalised vectors ``(n, dim)`` (float16 on CUDA, float32 on CPU by default).
+
+        Each packed byte is expanded through a 256-entry lookup table of bucket values, so the
+        whole batch decodes in a few tensor operations on ``device``.
+        """
+        device = str(torch.device(device))
         lut = self._lut(device)
         c = torch.as_tensor(np.asarray(codes, dtype=np.int64) if isinstance(codes, np.ndarray) else codes,
                             device=device).long()
@@ -124,25 +138,34 @@ class ResidualCodec:
         return v.to(dtype or (torch.float16 if device.startswith("cuda") else torch.float32))
 
     # -- persistence ----------------------------------------------------------------------------------
-    def save(self, directory: Path) -> None:
+    def save(self, directory: str | Path) -> None:
+        """Write the arrays as ``.npy`` files and ``codec.json`` into ``directory``."""
+        directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        for name in ("centroids", "bucket_cutoffs", "bucket_weights"):
-            np.save(directory / f"{name}.npy", np.asarray(getattr(self, name), dtype=np.float32), allow_pickle=False)
+        for name in _ARRAYS:
+            value = getattr(self, name)
+            if value is not None:
+                np.save(directory / f"{name}.npy", np.asarray(value, dtype=np.float32), allow_pickle=False)
         (directory / "codec.json").write_text(json.dumps({"format": "clinrag-residual-codec", "version": 1,
                                                           "nbits": self.nbits, "dim": self.dim,
                                                           "n_centroids": int(len(self.centroids))}))
 
     @classmethod
-    def load(cls, directory: Path) -> ResidualCodec:
+    def load(cls, directory: str | Path) -> ResidualCodec:
+        """Read a codec written by :meth:`save`."""
+        directory = Path(directory)
         try:
             meta = json.loads((directory / "codec.json").read_text())
             arrays = {n: np.load(directory / f"{n}.npy", allow_pickle=False)
-                      for n in ("centroids", "bucket_cutoffs", "bucket_weights")}
+                      for n in _ARRAYS if n != "avg_residual" or (directory / f"{n}.npy").exists()}
         except (OSError, ValueError) as exc:
             raise IndexFormatError(f"cannot read the codec in {directory} ({exc}); rebuild the index") from exc
         if meta.get("version") != 1:
             raise IndexFormatError(f"{directory}: codec version {meta.get('version')} is not supported")
         return cls(nbits=int(meta["nbits"]), **arrays)
+
+
+_ARRAYS = ("centroids", "bucket_cutoffs", "bucket_weights", "avg_residual")
 
 
 def default_n_centroids(n_tokens: int) -> int:
@@ -156,10 +179,20 @@ def default_n_centroids(n_tokens: int) -> int:
 
 def train_codec(sample: np.ndarray, *, n_centroids: int | None = None, nbits: int = 2, seed: int = 0,
                 niter: int = 20, heldout: float = 0.05) -> ResidualCodec:
-    """k-means centroids on ``sample`` and residual buckets from a held-out part of it."""
+    """Spherical k-means centroids on ``sample`` and residual buckets from a held-out part of it.
+
+    ``n_centroids`` defaults to :func:`default_n_centroids` of the sample size (clipped to it).
+    As in colbert-ai, the ``2**nbits - 1`` bucket cutoffs are the residuals' quantiles at
+    ``i / 2**nbits`` and the bucket values the quantiles at ``(i + 0.5) / 2**nbits``, over all
+    dimensions of the held-out residuals; ``avg_residual`` is their mean magnitude per dimension.
+    """
+    if nbits not in (1, 2, 4):
+        raise ConfigError(f"nbits must be 1, 2 or 4, got {nbits}")
     x = np.ascontiguousarray(sample, dtype=np.float32)
     if x.ndim != 2 or len(x) < 2:
         raise ConfigError(f"need at least 2 token vectors to train a codec, got shape {x.shape}")
+    if n_centroids is not None and n_centroids < 1:
+        raise ConfigError(f"n_centroids must be positive, got {n_centroids}")
     k = n_centroids or default_n_centroids(len(x))
     k = max(1, min(k, len(x)))
     rng = np.random.default_rng(seed)
@@ -167,17 +200,20 @@ def train_codec(sample: np.ndarray, *, n_centroids: int | None = None, nbits: in
     n_held = min(max(int(len(x) * heldout), 1), 50_000) if len(x) > 20 else 0
     held, train = (x[perm[:n_held]], x[perm[n_held:]]) if n_held else (x, x)
     k = min(k, len(train))
+    if len(train) < 39 * k:
+        log.warning("training %d centroids on only %d token vectors; centroids will be noisy", k, len(train))
     km = _faiss().Kmeans(x.shape[1], k, niter=niter, seed=seed, spherical=True, verbose=False,
-                         max_points_per_centroid=256)
+                         max_points_per_centroid=256, min_points_per_centroid=1)
     km.train(train)
     centroids = km.centroids / np.maximum(np.linalg.norm(km.centroids, axis=1, keepdims=True), 1e-12)
     tmp = ResidualCodec(centroids.astype(np.float32), np.zeros((1 << nbits) - 1, np.float32),
                         np.zeros(1 << nbits, np.float32), nbits)
-    residual = (held - centroids[tmp.assign(held)]).ravel()
+    residual = held - centroids[tmp.assign(held)]
     nb = 1 << nbits
     cutoffs = np.quantile(residual, np.arange(1, nb) / nb).astype(np.float32)
     weights = np.quantile(residual, (np.arange(nb) + 0.5) / nb).astype(np.float32)
-    return ResidualCodec(centroids.astype(np.float32), cutoffs, weights, nbits)
+    avg = np.abs(residual).mean(0).astype(np.float32)
+    return ResidualCodec(centroids.astype(np.float32), cutoffs, weights, nbits, avg_residual=avg)
 
 
 __all__ = ["ResidualCodec", "default_n_centroids", "train_codec"]
