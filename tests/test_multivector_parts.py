@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from clinrag.errors import ModelLoadError
-from clinrag.indexing.codec import ResidualCodec, train_codec
 from clinrag.indexing.colbert import ColBERTEncoder, load_token_encoder
 from clinrag.indexing.encoders import HFTokenEncoder
-from clinrag.retrieval.maxsim import exhaustive_search, maxsim_batch, maxsim_scores
+from clinrag.retrieval.maxsim import maxsim_scores
 
 WORDS = ("aspirin heart attack disease patients elderly soil bacteria farming cardiac given insulin "
          "diabetes cough fever chest pain lung the of and in with for").split()
@@ -135,58 +134,6 @@ def test_default_minilm_encoder_ranks_sensibly():
     s = maxsim_scores(torch.as_tensor(q.astype(np.float32)), D, off)
     assert s[0] > s[1]
     assert all(t.shape[1] == 384 for t in docs)
-
-
-def _clustered(n=4000, dim=64, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(40, dim))
-    x = centres[rng.integers(0, 40, n)] + 0.35 * rng.normal(size=(n, dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def test_codec_quality_grows_with_bits_and_round_trips(tmp_path):
-    x = _clustered()
-    cos = {}
-    for nbits in (1, 2, 4):
-        codec = train_codec(x, n_centroids=64, nbits=nbits, seed=0)
-        codes, packed = codec.compress(x)
-        assert packed.shape == (len(x), 64 * nbits // 8) and codec.bytes_per_token == 4 + 8 * nbits
-        y = codec.decompress(codes, packed).numpy()
-        cos[nbits] = float((x * y).sum(1).mean())
-        codec.save(tmp_path / f"c{nbits}")
-        again = ResidualCodec.load(tmp_path / f"c{nbits}")
-        np.testing.assert_array_equal(again.compress(x[:50])[1], packed[:50])
-    assert cos[1] < cos[2] < cos[4] and cos[2] > 0.9 and cos[4] > 0.97
-    a = train_codec(x, n_centroids=32, nbits=2, seed=3)
-    b = train_codec(x, n_centroids=32, nbits=2, seed=3)
-    np.testing.assert_array_equal(a.centroids, b.centroids)
-
-
-def test_maxsim_matches_naive_loop():
-    rng = np.random.default_rng(1)
-    lengths = [1, 5, 17, 3, 40]
-    D = torch.as_tensor(rng.normal(size=(sum(lengths), 24)).astype(np.float32))
-    off = torch.as_tensor(np.concatenate([[0], np.cumsum(lengths)]))
-    qs = [torch.as_tensor(rng.normal(size=(n, 24)).astype(np.float32)) for n in (4, 9)]
-    naive = [[sum(max(float(q[i] @ D[j]) for j in range(off[d], off[d + 1])) for i in range(len(q)))
-              for d in range(len(lengths))] for q in qs]
-    np.testing.assert_allclose(maxsim_scores(qs[0], D, off).numpy(), naive[0], rtol=1e-5)
-    np.testing.assert_allclose(maxsim_batch(qs, D, off).numpy(), naive, rtol=1e-5)
-    vals, idx = exhaustive_search(qs, D, off, k=2)
-    assert idx[1].tolist() == list(np.argsort(naive[1])[::-1][:2])
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_paths_match_cpu():
-    x = _clustered(500, 32)
-    codec = train_codec(x, n_centroids=16, nbits=2)
-    codes, packed = codec.compress(x)
-    cpu = codec.decompress(codes, packed)
-    gpu = codec.decompress(codes, packed, device="cuda").float().cpu()
-    np.testing.assert_allclose(cpu.numpy(), gpu.numpy(), atol=2e-3)
-    off = torch.tensor([0, 100, 500])
-    np.testing.assert_allclose(maxsim_scores(cpu[:4], cpu, off).numpy(),
-                               maxsim_scores(gpu[:4].cuda(), gpu.cuda().half(), off).cpu().numpy(), atol=5e-2)
 
 
 def test_lancedb_native_multivector_gives_exact_maxsim(tmp_path):
