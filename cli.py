@@ -22,10 +22,10 @@ from rich.table import Table
 
 from clinrag.config import SEARCH_MODES, IndexConfig
 from clinrag.errors import ClinragError
+from clinrag.eval.cli import eval_app
 
 app = typer.Typer(help="clinrag: offline clinical retrieval. Index records, search them, evaluate.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-eval_app = typer.Typer(help="Evaluate retrieval quality on benchmark tasks.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 out = Console()
 err = Console(stderr=True)
@@ -264,48 +264,6 @@ def optimize(index_dir: Annotated[Path, typer.Argument(help="Index directory.")]
         return
     out.print(f"re-trained {int(report['centroids'])} centroids on {int(report['chunks'])} chunks; token-centroid "
               f"cosine {report['centroid_cos_before']:.3f} -> {report['centroid_cos_after']:.3f}")
-
-
-@eval_app.command("retrieval")
-def eval_retrieval(
-    task: Annotated[str, typer.Option(help="beir, pubmedqa-questions or pubmedqa-mesh.")],
-    data: Annotated[Path, typer.Option(help="BEIR folder, or a PubMedQA json file.")],
-    mode: Annotated[list[str] | None, typer.Option(help=(
-        "Mode(s) to evaluate (repeatable): lexical, late, hybrid, and the baselines late-exact (uncompressed "
-        "exhaustive MaxSim) and dense (single-vector mean pooling)."))] = None,
-    text_model: Annotated[str, typer.Option(help="Text model for late/hybrid/baselines.")] = "default",
-    dim: Annotated[int | None, typer.Option(help="PCA dimension of token vectors (late/hybrid).")] = None,
-    nbits: Annotated[list[int] | None, typer.Option(help="Residual bits (repeatable: 1, 2, 4).")] = None,
-    chunk_words: Annotated[int | None, typer.Option(help="Maximum words per chunk.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results JSON here.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Build a temporary index for a task, run its queries and report nDCG@10, Recall@k, MRR@10."""
-    from clinrag.eval.runner import evaluate_modes
-
-    try:
-        results = evaluate_modes(task, data, modes=mode or ["lexical"], text_model=text_model, dim=dim,
-                                 nbits=nbits or [2], chunk_words=chunk_words)
-    except ClinragError as exc:
-        _fail(exc)
-        return
-    payload: dict[str, Any] = results[0].to_dict() if len(results) == 1 else {
-        "task": task, "runs": [r.to_dict() for r in results]}
-    if output:
-        output.write_text(json.dumps(payload, indent=2))
-    if json_out:
-        print(json.dumps(payload))
-        return
-    table = Table(title=f"{task}: {results[0].n_queries} queries over {results[0].n_documents} documents")
-    names = list(results[0].metrics)
-    table.add_column("mode")
-    table.add_column("model")
-    for n in names:
-        table.add_column(n, justify="right")
-    table.add_column("seconds", justify="right")
-    for r in results:
-        table.add_row(r.mode, r.label, *(f"{r.metrics[n]:.4f}" for n in names), f"{r.seconds:.1f}")
-    out.print(table)
 
 
 @app.command()
