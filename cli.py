@@ -23,10 +23,12 @@ from rich.table import Table
 from clinrag.config import SEARCH_MODES, IndexConfig
 from clinrag.errors import ClinragError
 from clinrag.eval.cli import eval_app
+from clinrag.ner.cli import ner_app
 
 app = typer.Typer(help="clinrag: offline clinical retrieval. Index records, search them, evaluate.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(eval_app, name="eval")
+app.add_typer(ner_app, name="ner")
 out = Console()
 err = Console(stderr=True)
 
@@ -70,6 +72,11 @@ def index(
     late_backend: Annotated[str, typer.Option(help=(
         "Late-interaction store: 'plaid' (compressed, clinrag's own search) or 'lancedb' (uncompressed "
         "vectors in LanceDB's native multivector column, exact and slower; for comparison)."))] = "plaid",
+    ner: Annotated[bool, typer.Option("--ner", help=(
+        "Recognise clinical entities (with negation etc.) in every chunk (new index only); "
+        "enables --entity/--label filters and --entity-boost."))] = False,
+    ner_model: Annotated[str | None, typer.Option("--ner-model", help=(
+        "NER model for --ner: 'default' (packaged) or an installed spaCy/scispaCy name or path."))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Index SOURCES into an index directory (created if needed; otherwise records are added or updated).
@@ -94,6 +101,8 @@ def index(
             settings["chunk_max_words"] = chunk_words
         if text_model:
             settings.update(text_model=text_model, dim=dim, nbits=nbits, late_backend=late_backend)
+        if ner or ner_model:
+            settings["ner_model"] = ner_model or "default"
         config = IndexConfig(**settings) if settings else None
         try:
             if overwrite:
@@ -153,6 +162,14 @@ def search(
     docs: Annotated[bool, typer.Option("--docs", help="Best chunk per document only.")] = False,
     nprobe: Annotated[int | None, typer.Option(help="Late interaction: centroids probed per query token.")] = None,
     exhaustive: Annotated[bool, typer.Option(help="Late interaction: score every chunk exactly.")] = False,
+    entity: Annotated[list[str] | None, typer.Option(help=(
+        "Only chunks mentioning this entity (repeatable: any of; index built with --ner)."))] = None,
+    label: Annotated[list[str] | None, typer.Option(help=(
+        "Only chunks with an entity of this label, e.g. Disease (repeatable)."))] = None,
+    exclude_negated: Annotated[bool, typer.Option(help=(
+        "With --entity/--label: negated mentions ('no pneumonia') do not count."))] = False,
+    entity_boost: Annotated[float, typer.Option(help=(
+        "Re-rank by query entities found in a chunk with compatible assertion (0 = off, e.g. 0.3)."))] = 0.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Search an index; prints a table, or a JSON array of hits with --json."""
@@ -162,14 +179,15 @@ def search(
     try:
         filters = Filters(patient_id=patient or None, since=parse_time(since, field_name="since"),
                           until=parse_time(until, field_name="until"), source=source or None,
-                          section=section or None, kind=kind or None, where=parse_where(where or []))
+                          section=section or None, kind=kind or None, where=parse_where(where or []),
+                          entity=entity or None, label=label or None, exclude_negated=exclude_negated)
         with Engine.open(index_dir) as engine:
             if exhaustive or nprobe:
                 from dataclasses import replace
 
                 engine.late_params = replace(engine.late_params, exhaustive=exhaustive,
                                              nprobe=nprobe or engine.late_params.nprobe)
-            hits = engine.search(query, k=k, filters=filters, mode=mode, unique_docs=docs)
+            hits = engine.search(query, k=k, filters=filters, mode=mode, unique_docs=docs, entity_boost=entity_boost)
     except ClinragError as exc:
         _fail(exc)
         return

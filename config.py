@@ -32,6 +32,10 @@ class IndexConfig:
     Chunking: documents are split at section boundaries when ``split_sections`` is true,
     and any piece longer than ``chunk_max_words`` is cut into overlapping windows of
     ``chunk_max_words`` words with ``chunk_overlap_words`` words of overlap.
+
+    NER: with ``ner_model`` (``"default"``: clinrag's packaged clinical pipeline, or any spaCy
+    pipeline name/path) every chunk's entities, with assertion flags, are stored at index time
+    and can be filtered on and used to boost search (see :mod:`clinrag.ner`).
     """
 
     chunk_max_words: int = 180
@@ -49,6 +53,7 @@ class IndexConfig:
     late_backend: str = "plaid"
     hybrid_weight: float = 0.8
     hybrid_method: str = "wsum"
+    ner_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.nbits not in (1, 2, 4):

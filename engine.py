@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from clinrag.config import SEARCH_MODES, IndexConfig, LateParams
 from clinrag.data.schema import Document, ImageRecord
-from clinrag.errors import ConfigError, IndexExistsError, IndexMismatchError
+from clinrag.errors import ConfigError, FilterError, IndexExistsError, IndexMismatchError
 from clinrag.indexing.filters import Filters
 from clinrag.indexing.manifest import MANIFEST, Manifest, fsync_dir, read_manifest, write_manifest
-from clinrag.indexing.store import LanceStore
+from clinrag.indexing.store import ENTITIES_JSON, LanceStore
 from clinrag.indexing.writer import Transaction, WriteStats
+from clinrag.ner.schema import Entity
 from clinrag.retrieval.base import Hit, Retriever, Scored
 from clinrag.retrieval.bm25 import BM25Retriever
 
@@ -87,7 +88,7 @@ class Engine:
 
                 encoder = encoder or get_model("text", cfg.text_model, load_token_encoder)
                 vector_dim = encoder.dim
-            store = LanceStore.create(tmp, vector_dim)
+            store = LanceStore.create(tmp, vector_dim, entities=bool(cfg.ner_model))
             manifest = Manifest.new(cfg).committed(
                 tables=store.versions(), counts={"documents": 0, "chunks": 0, "images": 0, "patients": 0})
             write_manifest(tmp, manifest)
@@ -233,29 +234,54 @@ class Engine:
 
     def allowed_chunks(self, filters: FilterLike) -> frozenset[str] | None:
         """The chunk ids a filter admits (None: no restriction), resolved by LanceDB."""
-        sql = Filters.coerce(filters).to_sql(table="chunks")
+        f = Filters.coerce(filters)
+        if f.uses_entities and not self.store.has_entities:
+            raise FilterError(f"{self.root} was built without NER, so it has no entities to filter on; "
+                              "rebuild it with `clinrag index --ner` (IndexConfig(ner_model='default'))")
+        sql = f.to_sql(table="chunks")
         if sql is None:
             return None
         return frozenset(self.store.scan("chunks", ["chunk_id"], sql).column("chunk_id").to_pylist())
 
     def search(self, query: str, k: int = 10, filters: FilterLike = None, *, mode: str | None = None,
-               unique_docs: bool = False) -> list[Hit]:
-        """The ``k`` best chunks for ``query`` (or best chunk per document with ``unique_docs``)."""
-        return self.search_batch([query], k, filters, mode=mode, unique_docs=unique_docs)[0]
+               unique_docs: bool = False, entity_boost: float = 0.0) -> list[Hit]:
+        """The ``k`` best chunks for ``query`` (or best chunk per document with ``unique_docs``).
+
+        ``entity_boost`` > 0 (indexes built with NER) re-ranks the top candidates by the share of
+        the query's entities a chunk mentions with compatible assertion (see
+        :mod:`clinrag.retrieval.entity_boost`)."""
+        return self.search_batch([query], k, filters, mode=mode, unique_docs=unique_docs,
+                                 entity_boost=entity_boost)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, filters: FilterLike = None, *,
-                     mode: str | None = None, unique_docs: bool = False) -> list[list[Hit]]:
+                     mode: str | None = None, unique_docs: bool = False,
+                     entity_boost: float = 0.0) -> list[list[Hit]]:
         """Search many queries at once (faster than a loop: one filter pass, batched scoring)."""
         if k <= 0:
             raise ConfigError(f"k must be positive, got {k}")
         allowed = self.allowed_chunks(filters)
         if (allowed is not None and not allowed) or not self.manifest.counts.get("chunks", 0):
             return [[] for _ in queries]
-        ranked = self.rank(queries, k, allowed, mode=mode, unique_docs=unique_docs)
-        rows = self.store.fetch("chunks", [s.chunk_id for r in ranked for s in r], _HIT_COLUMNS)
+        boost = entity_boost > 0 and self.store.has_entities
+        ranked = self.rank(queries, max(k, 50) if boost else k, allowed, mode=mode, unique_docs=unique_docs)
+        columns = _HIT_COLUMNS + (ENTITIES_JSON,) if self.store.has_entities else _HIT_COLUMNS
+        rows = self.store.fetch("chunks", [s.chunk_id for r in ranked for s in r], columns)
+        if boost:
+            ranked = self._entity_rerank(queries, ranked, rows, entity_boost, k)
         name = self.retriever(mode).name
         return [[_hit(rows[s.chunk_id], s, rank, name) for rank, s in enumerate(r, 1) if s.chunk_id in rows]
                 for r in ranked]
+
+    def _entity_rerank(self, queries: Sequence[str], ranked: list[list[Scored]], rows: Mapping[str, Any],
+                       weight: float, k: int) -> list[list[Scored]]:
+        from clinrag.indexing.cache import get_model
+        from clinrag.ner.pipeline import load_pipeline
+        from clinrag.retrieval.entity_boost import entity_boost
+
+        ner = get_model("ner", self.config.ner_model or "default", load_pipeline)
+        chunk_ents = {cid: _entities(row) for cid, row in rows.items()}
+        return [entity_boost(r, q_ents, chunk_ents, weight)[:k]
+                for r, q_ents in zip(ranked, ner.pipe(list(queries)), strict=True)]
 
     def rank(self, queries: Sequence[str], k: int, allowed: frozenset[str] | None = None, *,
              mode: str | None = None, unique_docs: bool = False) -> list[list[Scored]]:
@@ -310,8 +336,13 @@ def _hit(row: Mapping[str, Any], s: Scored, rank: int, stage: str) -> Hit:
         title=row["title"] or "", section=row["section"] or "", source=row["source"] or "",
         kind=row["kind"] or "", patient_id=row["patient_id"], encounter_id=row["encounter_id"],
         timestamp=row["timestamp"], metadata=json.loads(row["meta_json"] or "{}"),
-        stage_scores=dict(s.stages) if s.stages else {stage: s.score},
+        stage_scores=dict(s.stages) if s.stages else {stage: s.score}, entities=tuple(_entities(row)),
     )
+
+
+def _entities(row: Mapping[str, Any]) -> list[Entity]:
+    raw = row.get(ENTITIES_JSON)
+    return [Entity.from_dict(d) for d in json.loads(raw)] if raw else []
 
 
 def _document(row: Mapping[str, Any]) -> Document:

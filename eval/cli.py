@@ -67,3 +67,31 @@ def eval_retrieval(
     for r in results:
         table.add_row(r.mode, r.label, *(f"{r.metrics[n]:.4f}" for n in names), f"{r.seconds:.1f}")
     out.print(table)
+
+
+@eval_app.command("ner")
+def eval_ner(
+    data: Annotated[Path, typer.Option(help="An IOB .tsv file (token<TAB>tag) or a folder of them.")],
+    ner_model: Annotated[str, typer.Option("--ner-model", help=(
+        "'default' (packaged), a packaged name, or an installed spaCy/scispaCy pipeline name or path."))] = "default",
+    label: Annotated[list[str] | None, typer.Option("--label", help=(
+        "Score only these entity types (repeatable), e.g. --label Disease for NCBI-disease."))] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Entity-level precision/recall/F1 per label and micro-averaged (seqeval, exact span match)."""
+    from clinrag.ner.evaluate import evaluate_ner
+
+    try:
+        r = evaluate_ner(data, ner_model, labels=label)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        print(json.dumps(r.to_dict()))
+        return
+    table = Table(title=f"{r.data}: {r.n_sentences} sentences, {r.n_tokens} tokens ({r.model})")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for name, s in [*sorted(r.per_label.items()), ("micro", r.micro)]:
+        table.add_row(name, f"{s.precision:.4f}", f"{s.recall:.4f}", f"{s.f1:.4f}", str(s.support))
+    out.print(table)

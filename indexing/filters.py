@@ -107,6 +107,14 @@ class Filters:
     """Restrictions on what a search may return. All given conditions must hold (AND).
 
     ``where`` maps a field to a value or a list of accepted values (membership).
+
+    Entities (indexes built with NER; chunks only): ``entity`` keeps chunks mentioning any of
+    these terms (normalised; a word of a longer entity matches, so ``metformin`` finds
+    ``metformin hydrochloride``), ``label`` chunks with an entity of any of these labels, and
+    ``exclude_negated`` counts only entities that are not negated ("no pneumonia" does not match).
+
+    >>> Filters(entity="Metformin", exclude_negated=True).to_sql()
+    "array_has_any(entity_keys, ['k+:metformin'])"
     """
 
     patient_id: str | Sequence[str] | None = None
@@ -118,6 +126,9 @@ class Filters:
     modality: str | Sequence[str] | None = None
     doc_ids: Sequence[str] | None = None
     where: Mapping[str, Any] = field(default_factory=dict)
+    entity: str | Sequence[str] | None = None
+    label: str | Sequence[str] | None = None
+    exclude_negated: bool = False
 
     @classmethod
     def coerce(cls, value: Filters | Mapping[str, Any] | None) -> Filters:
@@ -138,6 +149,27 @@ class Filters:
 
     def is_empty(self) -> bool:
         return self.to_sql() is None
+
+    @property
+    def uses_entities(self) -> bool:
+        """Whether the filter needs the entity columns of an index built with NER."""
+        return bool(_as_list(self.entity) or _as_list(self.label) or self.exclude_negated)
+
+    def _entity_sql(self) -> list[str]:
+        from clinrag.ner.schema import normalize
+
+        plus = "+" if self.exclude_negated else ""
+        terms, labels = _as_list(self.entity), _as_list(self.label)
+        if self.exclude_negated and not (terms or labels):
+            raise FilterError("--exclude-negated qualifies --entity or --label: give one of them too")
+        parts = []
+        if terms:
+            keys = ", ".join(_quote(f"k{plus}:{normalize(str(t))}") for t in terms)
+            parts.append(f"array_has_any(entity_keys, [{keys}])")
+        if labels:
+            keys = ", ".join(_quote(f"l{plus}:{str(v).strip().lower()}") for v in labels)
+            parts.append(f"array_has_any(entity_keys, [{keys}])")
+        return parts
 
     def to_sql(self, *, table: str = "chunks") -> str | None:
         """The SQL ``WHERE`` clause for ``table`` (``chunks``, ``documents`` or ``images``)."""
@@ -180,6 +212,8 @@ class Filters:
                 continue
             kv = ", ".join(_quote(f"{_norm(key)}={_norm(v)}") for v in values)
             parts.append(f"array_has_any(meta_kv, [{kv}])")
+        if table == "chunks" and self.uses_entities:
+            parts += self._entity_sql()
         return " AND ".join(parts) if parts else None
 
 

@@ -46,13 +46,21 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 TABLES = tuple(SCHEMAS)
 VECTORS = "vectors"  # uncompressed token vectors, only with the LanceDB multivector backend
+# entities of each chunk (indexes built with NER only): the full records as a JSON list, and the
+# filter keys of :func:`clinrag.ner.schema.entity_keys` (``k:term``, ``l:label``, ``+`` = not negated)
+ENTITIES_JSON, ENTITY_KEYS = "entities_json", "entity_keys"
+ENTITY_FIELDS = (pa.field(ENTITIES_JSON, pa.string()), pa.field(ENTITY_KEYS, pa.list_(pa.string())))
 
 
-def chunks_schema(vector_dim: int | None = None) -> pa.Schema:
-    """The chunks table's schema; with ``vector_dim``, plus LanceDB's multivector column."""
+def chunks_schema(vector_dim: int | None = None, entities: bool = False) -> pa.Schema:
+    """The chunks table's schema; with ``vector_dim``, plus LanceDB's multivector column;
+    with ``entities`` (index built with NER), plus the entity columns."""
     schema = SCHEMAS["chunks"]
     if vector_dim:
         schema = schema.append(pa.field(VECTORS, pa.list_(pa.list_(pa.float16(), vector_dim))))
+    if entities:
+        for f in ENTITY_FIELDS:
+            schema = schema.append(f)
     return schema
 KEYS = {"documents": "doc_id", "chunks": "chunk_id", "images": "image_id"}
 
@@ -79,9 +87,10 @@ def documents_table(docs: Sequence[Document], n_chunks: Sequence[int]) -> pa.Tab
 
 def chunks_table(chunks: Sequence[Chunk], codes: Sequence[np.ndarray] | None = None,
                  residuals: Sequence[bytes] | None = None, vectors: Sequence[np.ndarray] | None = None,
-                 vector_dim: int | None = None) -> pa.Table:
+                 vector_dim: int | None = None, entities: Sequence[Sequence[Any]] | None = None) -> pa.Table:
     """Rows of the chunks table; ``codes``/``residuals`` are the compressed token vectors, if any,
-    ``vectors`` the uncompressed ones (LanceDB multivector backend, ``vector_dim`` set)."""
+    ``vectors`` the uncompressed ones (LanceDB multivector backend, ``vector_dim`` set),
+    ``entities`` each chunk's :class:`clinrag.ner.schema.Entity` list (indexes built with NER)."""
     metas = [_meta(c.metadata) for c in chunks]
     if codes is None:
         n_tok = pa.nulls(len(chunks), pa.int32())
@@ -107,7 +116,12 @@ def chunks_table(chunks: Sequence[Chunk], codes: Sequence[np.ndarray] | None = N
 
         columns[VECTORS] = (multivector_array(vectors, vector_dim) if vectors is not None
                             else pa.nulls(len(chunks), pa.list_(pa.list_(pa.float16(), vector_dim))))
-    return pa.table(columns, schema=chunks_schema(vector_dim))
+    if entities is not None:
+        from clinrag.ner.schema import entity_keys
+
+        columns[ENTITIES_JSON] = [json.dumps([e.to_dict() for e in ents], ensure_ascii=False) for ents in entities]
+        columns[ENTITY_KEYS] = [entity_keys(ents) for ents in entities]
+    return pa.table(columns, schema=chunks_schema(vector_dim, entities is not None))
 
 
 def images_table(images: Sequence[ImageRecord]) -> pa.Table:
@@ -147,12 +161,18 @@ class LanceStore:
                 self._tables[name].checkout(int(version))
 
     @classmethod
-    def create(cls, root: str | Path, vector_dim: int | None = None) -> LanceStore:
-        """Create empty tables under ``root/lance`` (each at version 1)."""
+    def create(cls, root: str | Path, vector_dim: int | None = None, entities: bool = False) -> LanceStore:
+        """Create empty tables under ``root/lance`` (each at version 1); ``entities`` adds the
+        chunks table's entity columns (indexes built with NER)."""
         db = lancedb.connect(str(Path(root) / "lance"))
         for name, schema in SCHEMAS.items():
-            db.create_table(name, schema=chunks_schema(vector_dim) if name == "chunks" else schema)
+            db.create_table(name, schema=chunks_schema(vector_dim, entities) if name == "chunks" else schema)
         return cls(root)
+
+    @property
+    def has_entities(self) -> bool:
+        """Whether the chunks table stores entities (the index was built with NER)."""
+        return ENTITY_KEYS in self._tables["chunks"].schema.names
 
     @property
     def vector_dim(self) -> int | None:
@@ -235,4 +255,5 @@ class LanceStore:
                 log.info("compaction of %s skipped: %s", t.name, exc)
 
 
-__all__ = ["KEYS", "SCHEMAS", "TABLES", "LanceStore", "chunks_table", "documents_table", "images_table"]
+__all__ = ["ENTITIES_JSON", "ENTITY_KEYS", "KEYS", "SCHEMAS", "TABLES", "LanceStore", "chunks_table",
+           "documents_table", "images_table"]

@@ -36,7 +36,6 @@ from clinrag.indexing.lexical import bm25_model_id, build_bm25
 from clinrag.indexing.manifest import Manifest, atomic_write_text, dir_checksums, write_manifest
 from clinrag.indexing.multivector import TokenCompressor, build_multivector
 from clinrag.indexing.store import (
-    SCHEMAS,
     LanceStore,
     chunks_table,
     documents_table,
@@ -106,6 +105,8 @@ class Transaction:
         self.codec_dir: str | None = manifest.codec_dir
         self._drift = [0.0, 0]  # sum of token-centroid cosines of new tokens, token count
         self._truncated = 0  # chunks the text model had to truncate (reported in the manifest)
+        self._ner_seconds = 0.0  # time spent in NER (reported in the manifest)
+        self.ner_model_id: str | None = None
         self.manifest = manifest
         self.config: IndexConfig = manifest.config
         self.op = op
@@ -236,15 +237,32 @@ class Transaction:
                           chunks_deleted=st["chunks_deleted"], images_added=st["img_added"],
                           images_unchanged=st["img_unchanged"], resumed=self.resumed)
 
+    def _entities(self, chunks: list[Chunk]) -> list[list[Any]] | None:
+        """Each chunk's entities when the index is built with NER (``ner_model``), else None."""
+        if not self.config.ner_model or not self.store.has_entities:
+            return None
+        import time
+
+        from clinrag.indexing.cache import get_model
+        from clinrag.ner.pipeline import load_pipeline
+
+        ner = get_model("ner", self.config.ner_model, load_pipeline)
+        t0 = time.perf_counter()
+        ents = ner.pipe([c.text for c in chunks])
+        self._ner_seconds += time.perf_counter() - t0
+        self.ner_model_id = ner.model_id
+        return [list(e) for e in ents]
+
     def _encode(self, chunks: list[Chunk]) -> pa.Table:
         """Chunk rows, with compressed token vectors when the index has a text model."""
+        entities = self._entities(chunks) if chunks else None
         if self.encoder is None or not chunks:
-            return chunks_table(chunks, vector_dim=self.store.vector_dim)
+            return chunks_table(chunks, vector_dim=self.store.vector_dim, entities=entities)
         before = self.encoder.truncated
         vectors = self.encoder.encode_documents([c.text for c in chunks])
         self._truncated += self.encoder.truncated - before
         if self.store.vector_dim:  # LanceDB multivector backend: vectors as they are
-            return chunks_table(chunks, vectors=vectors, vector_dim=self.store.vector_dim)
+            return chunks_table(chunks, vectors=vectors, vector_dim=self.store.vector_dim, entities=entities)
         if self.compressor is None:
             cfg = self.config
             self.compressor = TokenCompressor.fit(vectors, dim=cfg.dim, nbits=cfg.nbits, n_centroids=cfg.n_centroids)
@@ -260,7 +278,7 @@ class Transaction:
             self._drift[0] += self.compressor.centroid_cosine(sample) * len(sample)
             self._drift[1] += len(sample)
         codes, residuals = self.compressor.compress(vectors)
-        return chunks_table(chunks, codes, residuals)
+        return chunks_table(chunks, codes, residuals, entities=entities)
 
     def delete(self, ids: Iterable[str]) -> WriteStats:
         """Delete documents (with their chunks) and images by id; unknown ids are ignored."""
@@ -285,7 +303,7 @@ class Transaction:
 
         if self.encoder is None or self.store.vector_dim:
             raise ConfigError(f"{self.root} has no compressed multi-vector index: there is nothing to optimize")
-        table = self.store.scan("chunks", list(SCHEMAS["chunks"].names))
+        table = self.store.scan("chunks", list(self.store.table("chunks").schema.names))
         texts = table.column("text").to_pylist()
         rng = np.random.default_rng(0)
         pick = sorted(rng.choice(len(texts), min(sample_chunks, len(texts)), replace=False).tolist())
@@ -309,7 +327,7 @@ class Transaction:
             part = part.append_column("n_tokens", pa.array([len(c) for c in codes], pa.int32()))
             part = part.append_column("codes", pa.array(codes, pa.list_(pa.int32())))
             part = part.append_column("residuals", pa.array(residuals, pa.large_binary()))
-            self.store.append("chunks", part.select(SCHEMAS["chunks"].names))
+            self.store.append("chunks", part.select(table.schema.names))
         return {"chunks": float(len(texts)), "centroids": float(len(comp.codec.centroids)),
                 "centroid_cos_before": float(before) if before is not None else float("nan"),
                 "centroid_cos_after": comp.stats["train_centroid_cos"]}
@@ -345,6 +363,9 @@ class Transaction:
         checksums = dir_checksums(self.root / bm25_name, self.root)
         if self.encoder is not None:
             models["text"] = self.encoder.name
+        if self.ner_model_id:
+            models["ner"] = self.ner_model_id
+            build["ner_seconds"] = round(self._ner_seconds, 3)
         if self.codec_dir:
             checksums.update(dir_checksums(self.root / self.codec_dir, self.root))
         manifest = self.manifest.committed(

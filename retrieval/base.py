@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from clinrag.ner.schema import Entity
+
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result: a chunk of a document, with its score and where it came from."""
+    """One search result: a chunk of a document, with its score and where it came from;
+    ``entities`` are the chunk's entities when the index was built with NER."""
 
     chunk_id: str
     doc_id: str
@@ -32,6 +35,7 @@ class Hit:
     timestamp: dt.datetime | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     stage_scores: Mapping[str, float] = field(default_factory=dict)
+    entities: tuple[Entity, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
@@ -57,6 +61,7 @@ class Hit:
             "text": self.text,
             "metadata": meta,
             "stage_scores": {k: float(v) for k, v in self.stage_scores.items()},
+            **({"entities": [e.to_dict() for e in self.entities]} if self.entities else {}),
         }
 
 

