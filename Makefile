@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned by the constraints file, so nothing pulls another build
 	$(PIP) install -q -c constraints.txt torch==2.14.1
 	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	# medspacy/PyRuSH declare spacy<3.8 but run on 3.8; their real needs are in the ner extra
+	$(PIP) install -q -c constraints.txt --no-deps medspacy==1.3.1 PyRuSH==1.0.13
 	@rm -f $(VENV)/.clinrag-setup-*
 	@touch $@
 
