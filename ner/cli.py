@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,7 +22,7 @@ from clinrag.errors import ClinragError
 class _DefaultToExtract(TyperGroup):
     """``clinrag ner TEXT`` means ``clinrag ner extract TEXT`` (subcommands still win)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["extract", *args]
         return super().parse_args(ctx, args)

@@ -77,20 +77,12 @@ def _register_components() -> None:
     def clinical_rules(doc: Doc) -> Doc:
         """Add medication/lab/vital/procedure rule matches to ``doc.ents`` (longer spans win)."""
         spans = []
-        chemicals = [e for e in doc.ents if _LABELS.get(e.label_, e.label_) == "Chemical"]
         for m in find_rules(doc.text):
             span = doc.char_span(m.start, m.end, label=m.label, alignment_mode="expand")
             if span is None or not len(span):
                 continue
-            norm = m.normalized
-            if m.label == "Medication":  # the model's chemical inside the match names the drug
-                inside = [c for c in chemicals if span.start_char <= c.start_char and c.end_char <= m.name_end]
-                if inside:
-                    norm = inside[0].text.lower()
-                    span = doc[inside[0].start:span.end]
-                    span.label_ = m.label
             span._.clinrag_details = m.details
-            span._.clinrag_norm = norm
+            span._.clinrag_norm = m.normalized
             spans.append(span)
         if spans:
             model = [e for e in doc.ents]

@@ -34,7 +34,7 @@ _FREQ = (r"(?:once daily|twice daily|three times daily|four times daily|(?:once|
          r"qhs|qam|qpm|qod|q\s?\d+\s?h(?:rs?)?|prn|stat)")
 _SALT = (r"(?:\s+(?:hydrochloride|hcl|sodium|potassium|calcium|magnesium|sulfate|succinate|tartrate|besylate|"
          r"maleate|citrate|acetate|phosphate|mesylate|fumarate|bromide|er|xr|xl|sr|cr|dr))*")
-_DRUG = rf"(?P<drug>(?:[A-Za-z][A-Za-z\-]{{2,}}\s+)?[A-Za-z][A-Za-z\-]{{2,}}{_SALT})"
+_DRUG = rf"(?P<drug>(?:[A-Za-z][A-Za-z\-]{{2,}}[ \t]+)?[A-Za-z][A-Za-z\-]{{2,}}{_SALT})"
 _MED = re.compile(
     rf"\b{_DRUG}\s*(?P<dose>{_DOSE})(?:\s+(?P<form>{_FORM}))?(?P<mods>(?:\s*,?\s*(?:{_ROUTE}|{_FREQ})\b){{0,3}})",
     re.IGNORECASE)

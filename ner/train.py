@@ -51,7 +51,7 @@ def sentences_to_docbin(sentences: list[IOBSentence], path: Path, per_doc: int =
         group = sentences[i : i + per_doc]
         words: list[str] = []
         spans: list[tuple[int, int, str]] = []
-        sent_starts: list[bool] = []
+        sent_starts: list[bool | int | None] = []
         for s in group:
             off = len(words)
             spans += [(a + off, b + off, lab) for a, b, lab in iob_to_spans(s.tags)]
