@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clinrag.config import SEARCH_MODES, IndexConfig
@@ -70,6 +71,10 @@ def index(
     late_backend: Annotated[str, typer.Option(help=(
         "Late-interaction store: 'plaid' (compressed, clinrag's own search) or 'lancedb' (uncompressed "
         "vectors in LanceDB's native multivector column, exact and slower; for comparison)."))] = "plaid",
+    image_model: Annotated[str | None, typer.Option(help=(
+        "CLIP-style image model for image search (new index only): hf-hub:ORG/REPO (open_clip, e.g. "
+        "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224), ARCH@TAG or ARCH@CHECKPOINT.pt, "
+        "a saved open_clip or transformers CLIP folder. Without it images are indexed by metadata and notes."))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Index SOURCES into an index directory (created if needed; otherwise records are added or updated).
@@ -94,14 +99,16 @@ def index(
             settings["chunk_max_words"] = chunk_words
         if text_model:
             settings.update(text_model=text_model, dim=dim, nbits=nbits, late_backend=late_backend)
+        if image_model:
+            settings["image_model"] = image_model
         config = IndexConfig(**settings) if settings else None
         try:
             if overwrite:
                 raise IndexNotFoundError("replace")
             engine = Engine.open(index_dir)
             if config is not None and config != engine.config:
-                _fail(ClinragError("--chunk-words, --text-model, --dim and --nbits apply to a new index; "
-                                   "add --overwrite to rebuild it with them"), 2)
+                _fail(ClinragError("--chunk-words, --text-model, --dim, --nbits and --image-model apply to a new "
+                                   "index; add --overwrite to rebuild it with them"), 2)
         except IndexNotFoundError:
             created = not index_dir.exists()
             engine = Engine.create(index_dir, config, overwrite=overwrite)
@@ -139,7 +146,7 @@ def index(
 @app.command()
 def search(
     index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
-    query: Annotated[str, typer.Argument(help="The query text.")],
+    query: Annotated[str | None, typer.Argument(help="The query text (or give --image).")] = None,
     k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
     patient: Annotated[list[str] | None, typer.Option(help="Only this patient's records (repeatable).")] = None,
     since: Annotated[str | None, typer.Option(help="Only records dated on/after: YYYY-MM-DD or 6m, 2y, 30d.")] = None,
@@ -153,17 +160,35 @@ def search(
     docs: Annotated[bool, typer.Option("--docs", help="Best chunk per document only.")] = False,
     nprobe: Annotated[int | None, typer.Option(help="Late interaction: centroids probed per query token.")] = None,
     exhaustive: Annotated[bool, typer.Option(help="Late interaction: score every chunk exactly.")] = False,
+    modality: Annotated[list[str] | None, typer.Option(help="Only these modalities, e.g. CT, X-ray.")] = None,
+    image: Annotated[Path | None, typer.Option(help="Query by this image (JPEG, PNG or DICOM).")] = None,
+    target: Annotated[str | None, typer.Option(help=(
+        "What to return: 'text' (chunks; for --image: notes of similar images), 'images' (text->image "
+        "or image->image), or 'both' (image and text hits fused). Default: text, or images with --image."))] = None,
+    contact_sheet: Annotated[Path | None, typer.Option(help=(
+        "Also render the image hits as a contact sheet: a .png grid or an .html page with their notes."))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Search an index; prints a table, or a JSON array of hits with --json."""
     from clinrag.engine import Engine
     from clinrag.indexing.filters import Filters, parse_time, parse_where
 
+    target = target or ("images" if image is not None else "text")
+    if target not in ("text", "images", "both"):
+        _fail(ClinragError(f"--target must be text, images or both, got {target!r}"), 2)
+    if (query is None) == (image is None):
+        _fail(ClinragError("give a QUERY text or --image PATH (one of them)"), 2)
     try:
         filters = Filters(patient_id=patient or None, since=parse_time(since, field_name="since"),
                           until=parse_time(until, field_name="until"), source=source or None,
-                          section=section or None, kind=kind or None, where=parse_where(where or []))
+                          section=section or None, kind=kind or None, modality=modality or None,
+                          where=parse_where(where or []))
         with Engine.open(index_dir) as engine:
+            if target != "text" or image is not None or contact_sheet is not None:
+                _image_search(engine, query, image, target, k=k, filters=filters, mode=mode,
+                              contact_sheet=contact_sheet, json_out=json_out)
+                return
+            query = query or ""
             if exhaustive or nprobe:
                 from dataclasses import replace
 
@@ -179,6 +204,28 @@ def search(
     _hits_table(query, hits)
 
 
+def _image_search(engine: Any, query: str | None, image: Path | None, target: str, *, k: int, filters: Any,
+                  mode: str | None, contact_sheet: Path | None, json_out: bool) -> None:
+    """``search`` with --image, --target images|both or --contact-sheet (see Engine.search_images)."""
+    if target == "images":
+        hits: list[Any] = engine.search_images(query, image=image, k=k, filters=filters)
+    elif target == "both":
+        hits = engine.search_multimodal(query, image=image, k=k, filters=filters, mode=mode)
+    elif image is not None:
+        hits = engine.search_image_notes(image, k=k, filters=filters)
+    else:
+        hits = engine.search(query or "", k=k, filters=filters, mode=mode)
+    if contact_sheet is not None:
+        from clinrag.retrieval.contact_sheet import write_contact_sheet
+
+        n = write_contact_sheet(contact_sheet, hits, title=query or f"similar to {image}")
+        err.print(f"contact sheet of {n} image hit(s): {contact_sheet}")
+    if json_out:
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, default=str))
+        return
+    _hits_table(query or f"image {image}", hits)
+
+
 def _hits_table(query: str, hits: list[Any]) -> None:
     table = Table(title=f"{len(hits)} hit(s) for {query!r}", show_lines=True)
     for col in ("#", "score", "document", "patient / date", "text"):
@@ -188,6 +235,8 @@ def _hits_table(query: str, hits: list[Any]) -> None:
         who = " ".join(x for x in (h.patient_id or "", when) if x)
         label = h.doc_id + (f"\n[dim]{h.section}[/]" if h.section else "")
         text = h.text if len(h.text) < 300 else h.text[:300] + "…"
+        if getattr(h, "path", ""):  # an image hit
+            label += f"\n[dim]{escape(h.modality)} {escape(h.path)}[/]"
         table.add_row(str(h.rank), f"{h.score:.3f}", label, who, text)
     out.print(table)
 

@@ -47,6 +47,7 @@ from clinrag.indexing.store import (
 
 if TYPE_CHECKING:
     from clinrag.indexing.encoders import TokenEncoder
+    from clinrag.indexing.image_encoders import ImageEncoder
 
 log = logging.getLogger(__name__)
 JOURNAL = "journal.json"
@@ -99,9 +100,11 @@ class Transaction:
     """One write to an index. Use as a context manager; call :meth:`commit` to publish it."""
 
     def __init__(self, root: Path, manifest: Manifest, op: str, *, resume: bool = True,
-                 encoder: TokenEncoder | None = None) -> None:
+                 encoder: TokenEncoder | None = None,
+                 image_encoder: Callable[[], ImageEncoder] | None = None) -> None:
         self.root = root
         self.encoder = encoder
+        self.image_encoder = image_encoder  # loaded on the first image to embed
         self.compressor: TokenCompressor | None = None
         self.codec_dir: str | None = manifest.codec_dir
         self._drift = [0.0, 0]  # sum of token-centroid cosines of new tokens, token count
@@ -200,7 +203,7 @@ class Transaction:
             self.store.append("chunks", self._encode([c for _, cs in docs.values() for c in cs]))
             self.store.append("documents", documents_table([d for d, _ in docs.values()],
                                                            [len(cs) for _, cs in docs.values()]))
-            self.store.append("images", images_table(list(images.values())))
+            self.store.append("images", self._images(list(images.values())))
             for pending in (docs, images):
                 pending.clear()
             replace.clear()
@@ -235,6 +238,20 @@ class Transaction:
                           documents_unchanged=st["unchanged"], chunks_added=st["chunks"],
                           chunks_deleted=st["chunks_deleted"], images_added=st["img_added"],
                           images_unchanged=st["img_unchanged"], resumed=self.resumed)
+
+    def _images(self, images: list[ImageRecord]) -> pa.Table:
+        """Image rows, with embeddings when the index has an image model."""
+        dim = self.store.image_dim
+        if not dim or not images:
+            return images_table(images, image_dim=dim)
+        if self.image_encoder is None:
+            from clinrag.errors import ConfigError
+
+            raise ConfigError(f"{self.root} stores image embeddings but no image model was given to embed them")
+        from clinrag.indexing.image_embed import embed_image_files
+
+        vectors = embed_image_files([r.path for r in images], self.image_encoder())
+        return images_table(images, vectors, image_dim=dim)
 
     def _encode(self, chunks: list[Chunk]) -> pa.Table:
         """Chunk rows, with compressed token vectors when the index has a text model."""
