@@ -8,7 +8,7 @@ An image model is named by a spec string (stored in the index config as ``image_
 - ``local-dir:PATH`` or a folder holding ``open_clip_config.json``: an open_clip model saved there;
 - ``ARCH@PRETRAINED``: an open_clip architecture (built in, or registered with
   ``open_clip.add_model_config``) with a pretrained tag or a checkpoint file (``ViT-B-16@/ckpt.pt``);
-  ``ARCH@random`` gives random weights (for benchmarks and tests only);
+  ``ARCH@random`` gives random weights (seed 0; for benchmarks and tests only);
 - a folder holding a transformers ``config.json`` of a CLIP model (``save_pretrained``), or
   ``hf:ORG/REPO`` for a transformers CLIP model in the Hugging Face cache.
 
@@ -189,6 +189,10 @@ def load_image_encoder(spec: str, device: str | None = None) -> ImageEncoder:
         import open_clip
     except ImportError as exc:
         raise MissingDependencyError("open-clip-torch", "images", "open_clip image models") from exc
+    if pretrained == "random":
+        import torch
+
+        torch.manual_seed(0)  # random weights, but the same ones every time
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             model_name, pretrained=None if pretrained == "random" else pretrained, device="cpu")
