@@ -347,9 +347,11 @@ class Engine:
             self._image_index = ImageIndex.from_store(self.store)
         return self._image_index
 
-    def _image_query(self, query: str | None, image: str | os.PathLike[str] | None) -> Any:
-        if (query is None) == (image is None):
-            raise ConfigError("give either a text query or an image (path), not both or neither")
+    def _image_query(self, query: str | None, image: str | os.PathLike[str] | None, vector: Any = None) -> Any:
+        if vector is not None and query is None and image is None:
+            return vector
+        if (query is None) == (image is None) or vector is not None:
+            raise ConfigError("give one of a text query, an image (path) or a query vector")
         if image is not None:
             from clinrag.data.images import load_image
 
@@ -357,10 +359,10 @@ class Engine:
         return self.image_encoder.encode_texts([str(query)])
 
     def _image_ranking(self, query: str | None, image: str | os.PathLike[str] | None, k: int,
-                       filters: FilterLike) -> list[Scored]:
+                       filters: FilterLike, vector: Any = None) -> list[Scored]:
         if k <= 0:
             raise ConfigError(f"k must be positive, got {k}")
-        q = self._image_query(query, image)
+        q = self._image_query(query, image, vector)
         index = self.image_index()
         sql = Filters.coerce(filters).to_sql(table="images")
         allowed = None if sql is None else frozenset(
@@ -368,12 +370,13 @@ class Engine:
         return index.search(q, k, allowed)[0]
 
     def search_images(self, query: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
-                      filters: FilterLike = None) -> list[ImageHit]:
-        """Images most similar to a text ``query`` (text -> image, CLIP text tower) or to an ``image``
-        file (image -> image). Hits carry path, patient, date, modality and the linked notes."""
+                      filters: FilterLike = None, vector: Any = None) -> list[ImageHit]:
+        """Images most similar to a text ``query`` (text -> image, CLIP text tower), to an ``image``
+        file (image -> image), or to a precomputed ``vector`` (a unit row in the image model's space).
+        Hits carry path, patient, date, modality and the linked notes."""
         from clinrag.retrieval.images import image_hits
 
-        return image_hits(self.store, self._image_ranking(query, image, k, filters))
+        return image_hits(self.store, self._image_ranking(query, image, k, filters, vector))
 
     def search_image_notes(self, image: str | os.PathLike[str], k: int = 10, filters: FilterLike = None, *,
                            depth: int = 50) -> list[Hit]:
