@@ -355,7 +355,7 @@ class Engine:
         if image is not None:
             from clinrag.data.images import load_image
 
-            return self.image_encoder.encode_images([load_image(image)])
+            return self.image_encoder.encode_images([load_image(Path(image))])
         return self.image_encoder.encode_texts([str(query)])
 
     def _image_ranking(self, query: str | None, image: str | os.PathLike[str] | None, k: int,

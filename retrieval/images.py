@@ -3,7 +3,8 @@
 The embeddings (L2-normalised, so inner product = cosine) are read once from LanceDB into a
 FAISS flat inner-product index; on a machine with faiss-gpu and a GPU the index is moved to
 the GPU, otherwise it stays on the CPU (the same code either way). A filtered search scores
-only the admitted images (exactly, with ``faiss.knn``), so it still returns up to ``k``.
+only the admitted images (exactly: a FAISS ID-selector bitmap on the CPU, ``faiss.knn`` over the
+admitted rows on the GPU), so it still returns up to ``k``.
 
 >>> import numpy as np
 >>> idx = ImageIndex(["a", "b", "c"], np.eye(3, dtype=np.float32))
@@ -104,12 +105,19 @@ class ImageIndex:
             scores, rows = self.index.search(q, kk) if kk else (np.zeros((len(q), 0)), np.zeros((len(q), 0), int))
         else:
             pos = np.array(sorted(self._pos[i] for i in allowed if i in self._pos), dtype=np.int64)
-            ids = [self.ids[p] for p in pos]
-            kk = min(k, len(ids))
-            if kk:
+            kk = min(k, len(pos))
+            if not kk:
+                ids, scores, rows = [], np.zeros((len(q), 0)), np.zeros((len(q), 0), int)
+            elif self.device == "cpu":  # exact search over the admitted rows only, no copy
+                ids = self.ids
+                mask = np.zeros(len(self.ids), dtype=bool)
+                mask[pos] = True
+                bits = np.packbits(mask, bitorder="little")
+                params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(self.ids), faiss.swig_ptr(bits)))
+                scores, rows = self.index.search(q, kk, params=params)
+            else:  # GPU flat indexes take no ID selector: score the admitted rows exactly
+                ids = [self.ids[p] for p in pos]
                 scores, rows = faiss.knn(q, self.vectors[pos], kk, metric=faiss.METRIC_INNER_PRODUCT)
-            else:
-                scores, rows = np.zeros((len(q), 0)), np.zeros((len(q), 0), int)
         return [[Scored(ids[int(r)], float(s), (("image", float(s)),)) for s, r in zip(srow, rrow, strict=True)
                  if r >= 0] for srow, rrow in zip(scores, rows, strict=True)]
 

@@ -83,6 +83,10 @@ def test_text_to_image_matches_brute_force(index, spec):
     emb = enc.encode_images([load_image(r["path"]) for r in paths])
     expected = [paths[i]["image_id"] for i in np.argsort(-(emb @ q), kind="stable")]
     assert [h.doc_id for h in hits] == expected
+    with Engine.open(index) as eng:
+        assert [h.doc_id for h in eng.search_images(vector=q, k=8)] == expected
+        with pytest.raises(ConfigError, match="one of"):
+            eng.search_images("x", vector=q)
     np.testing.assert_allclose([h.score for h in hits], np.sort(emb @ q)[::-1], atol=1e-5)
 
 
@@ -161,6 +165,8 @@ def test_image_index_filtered_and_short():
     assert [s.chunk_id for s in idx.search(q, 10)[0]] == ["a", "b", "c", "d"]
     assert [s.chunk_id for s in idx.search(q, 10, frozenset({"d", "b", "zz"}))[0]] == ["b", "d"]
     assert idx.search(q, 3, frozenset())[0] == []
+    idx.device = "cuda"  # the GPU branch (faiss.knn over the admitted rows) gives the same result
+    assert [s.chunk_id for s in idx.search(q, 10, frozenset({"d", "b", "zz"}))[0]] == ["b", "d"]
 
 
 def test_cli_image_search_json_and_contact_sheets(index, tmp_path):
