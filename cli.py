@@ -112,11 +112,19 @@ def index(
         except IndexNotFoundError:
             created = not index_dir.exists()
             engine = Engine.create(index_dir, config, overwrite=overwrite)
-        with Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True, disable=json_out or not err.is_terminal) as bar:
-            task = bar.add_task("records", total=None)
+            task = bar.add_task("indexing", total=None)
+            img_task = None
+
+            def embedded(n: int) -> None:
+                nonlocal img_task
+                if img_task is None:
+                    img_task = bar.add_task("embedding images", total=None)
+                bar.update(img_task, completed=n)
+
             stats = engine.add(read_records(sources, fmt, sink),
-                               progress=lambda i: bar.update(task, completed=i),
+                               progress=lambda i: bar.update(task, completed=i), image_progress=embedded,
                                build_info={"sources": [str(s) for s in sources], "format": fmt,
                                            "skipped": sink.skipped})
     except ClinragError as exc:

@@ -165,12 +165,13 @@ class Engine:
 
     # -- writing ------------------------------------------------------------------------------------
     def add(self, records: Iterable[Document | ImageRecord], *, progress: Callable[[int], None] | None = None,
-            resume: bool = True, build_info: dict[str, Any] | None = None) -> WriteStats:
+            resume: bool = True, build_info: dict[str, Any] | None = None,
+            image_progress: Callable[[int], None] | None = None) -> WriteStats:
         """Add or update records and commit. Unchanged records (same id and content) are skipped,
-        so re-running an interrupted build resumes it."""
+        so re-running an interrupted build resumes it. ``image_progress`` counts images embedded."""
         images = (lambda: self.image_encoder) if self.config.image_model else None
         with Transaction(self.root, self.manifest, "add", resume=resume, encoder=self.encoder,
-                         image_encoder=images) as tx:
+                         image_encoder=images, image_progress=image_progress) as tx:
             stats = tx.add(records, progress=progress)
             self.manifest = tx.commit(build_info)
         self.close()

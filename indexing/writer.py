@@ -101,10 +101,13 @@ class Transaction:
 
     def __init__(self, root: Path, manifest: Manifest, op: str, *, resume: bool = True,
                  encoder: TokenEncoder | None = None,
-                 image_encoder: Callable[[], ImageEncoder] | None = None) -> None:
+                 image_encoder: Callable[[], ImageEncoder] | None = None,
+                 image_progress: Callable[[int], None] | None = None) -> None:
         self.root = root
         self.encoder = encoder
         self.image_encoder = image_encoder  # loaded on the first image to embed
+        self.image_progress = image_progress  # called with the count of images embedded so far
+        self._embedded = 0
         self.compressor: TokenCompressor | None = None
         self.codec_dir: str | None = manifest.codec_dir
         self._drift = [0.0, 0]  # sum of token-centroid cosines of new tokens, token count
@@ -250,7 +253,10 @@ class Transaction:
             raise ConfigError(f"{self.root} stores image embeddings but no image model was given to embed them")
         from clinrag.indexing.image_embed import embed_image_files
 
-        vectors = embed_image_files([r.path for r in images], self.image_encoder())
+        done = self._embedded
+        report = (lambda n: self.image_progress(done + n)) if self.image_progress is not None else None  # noqa: E731
+        vectors = embed_image_files([r.path for r in images], self.image_encoder(), progress=report)
+        self._embedded += len(images)
         return images_table(images, vectors, image_dim=dim)
 
     def _encode(self, chunks: list[Chunk]) -> pa.Table:

@@ -47,9 +47,10 @@ def dicoms(tmp_path_factory):
 @pytest.fixture(scope="module")
 def index(tmp_path_factory, spec, dicoms):
     root = tmp_path_factory.mktemp("idx") / "index"
+    seen: list[int] = []
     with Engine.create(root, IndexConfig(image_model=spec)) as eng:
-        stats = eng.add(read_records([SAMPLES, dicoms]))
-    assert stats.images_added == 8
+        stats = eng.add(read_records([SAMPLES, dicoms]), image_progress=seen.append)
+    assert stats.images_added == 8 and seen[-1] == 8
     return root
 
 
