@@ -121,6 +121,10 @@ class Engine:
         lexical = manifest.models.get("lexical")
         if lexical is not None and not str(lexical).startswith("bm25s-"):
             raise IndexMismatchError(f"{root} has a lexical index of {lexical!r}; this clinrag reads bm25s")
+        image_built = manifest.models.get("image")
+        if image_built is not None and image_built != manifest.config.image_model:
+            raise IndexMismatchError(f"{root}: its image embeddings were made by {image_built!r} but its config names "
+                                     f"{manifest.config.image_model!r}; the index is inconsistent, rebuild it")
         built = manifest.models.get("text")
         if encoder is not None and built is not None and encoder.name != built:
             raise IndexMismatchError(f"{root} was built with the text model {built!r}, not {encoder.name!r}; "
