@@ -253,8 +253,12 @@ class Transaction:
             raise ConfigError(f"{self.root} stores image embeddings but no image model was given to embed them")
         from clinrag.indexing.image_embed import embed_image_files
 
-        done = self._embedded
-        report = (lambda n: self.image_progress(done + n)) if self.image_progress is not None else None  # noqa: E731
+        done, callback = self._embedded, self.image_progress
+
+        def report(n: int) -> None:
+            if callback is not None:
+                callback(done + n)
+
         vectors = embed_image_files([r.path for r in images], self.image_encoder(), progress=report)
         self._embedded += len(images)
         return images_table(images, vectors, image_dim=dim)
