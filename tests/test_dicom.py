@@ -133,3 +133,14 @@ def test_cli_index_on_error_skip_reports_bad_dicom(tmp_path):
     problems = json.loads(report.read_text())["problems"]
     assert [p["path"] for p in problems] == [str(bad)]
     assert json.loads(res.stdout.strip().splitlines()[-1])["counts"]["images"] == 1
+
+
+def test_dicom_without_suffix_found_by_auto(tmp_path):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    _ct(folder, "IM0001")
+    _ct(folder, "1.2.840.10008.5")
+    (folder / "README").write_text("not an image")
+    records = [r for r in read_records([folder]) if isinstance(r, ImageRecord)]
+    assert sorted(r.metadata["filename"] for r in records) == ["1.2.840.10008.5", "IM0001"]
+    assert detect_format(folder / "IM0001") == "image"

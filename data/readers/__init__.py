@@ -4,7 +4,8 @@ Formats: ``jsonl`` (one JSON document a line), ``beir`` (a folder with ``corpus.
 ``pubmedqa`` (a PubMedQA json file), ``fhir`` (FHIR R4 Bundles, resources or NDJSON) and
 ``cxr-csv`` (a folder with ``metadata.csv`` and ``images/``) and ``image`` (JPEG, PNG or DICOM files;
 ``dicom`` is the same reader). ``auto`` detects the format of each path; directories are expanded
-(sorted, recursively; ``auto`` picks image files by suffix, ``--format image`` reads every file).
+(sorted, recursively; ``auto`` picks image files by suffix, and DICOM files without one by their
+``DICM`` marker; ``--format image`` reads every file).
 
 Every bad record or file goes through an :class:`~clinrag.data.report.ErrorSink`, which
 raises it (the default) or records it and lets reading go on.
@@ -54,9 +55,21 @@ def _peek(path: Path) -> str:
         return fh.read(PEEK_BYTES).decode("utf-8", errors="replace")
 
 
+def _bare_dicom(path: Path) -> bool:
+    """A DICOM file named without a known suffix (``IM0001``, ``1.2.840.113619.2.55.3``)?"""
+    suffix = path.suffix
+    if suffix and not suffix[1:].isdigit():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
 def _detect_file(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in IMAGE_SUFFIXES or _bare_dicom(path):
         return "image"
     if suffix == ".csv":
         header = _peek(path).partition("\n")[0].lower()
@@ -100,8 +113,9 @@ def detect_format(path: str | Path) -> str:
 
 def _data_files(folder: Path, suffixes: tuple[str, ...] = _FILE_SUFFIXES) -> list[Path]:
     """Data files under ``folder``, sorted; of CSV files only an image table's ``metadata.csv``."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-                   and not p.name.startswith(".") and (p.suffix.lower() != ".csv" or p.name == "metadata.csv"))
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and (p.suffix.lower() in suffixes or (suffixes == _FILE_SUFFIXES and _bare_dicom(p)))
+                   and (p.suffix.lower() != ".csv" or p.name == "metadata.csv"))
     tables = {p.parent for p in files if p.name == "metadata.csv"}  # their images are read with the table
     return [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES or not tables.intersection(p.parents)]
 
