@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clinrag.config import SEARCH_MODES, IndexConfig
@@ -77,6 +78,10 @@ def index(
         "enables --entity/--label filters and --entity-boost."))] = False,
     ner_model: Annotated[str | None, typer.Option("--ner-model", help=(
         "NER model for --ner: 'default' (packaged) or an installed spaCy/scispaCy name or path."))] = None,
+    image_model: Annotated[str | None, typer.Option(help=(
+        "CLIP-style image model for image search (new index only): hf-hub:ORG/REPO (open_clip, e.g. "
+        "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224), ARCH@TAG or ARCH@CHECKPOINT.pt, "
+        "a saved open_clip or transformers CLIP folder. Without it images are indexed by metadata and notes."))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Index SOURCES into an index directory (created if needed; otherwise records are added or updated).
@@ -103,22 +108,32 @@ def index(
             settings.update(text_model=text_model, dim=dim, nbits=nbits, late_backend=late_backend)
         if ner or ner_model:
             settings["ner_model"] = ner_model or "default"
+        if image_model:
+            settings["image_model"] = image_model
         config = IndexConfig(**settings) if settings else None
         try:
             if overwrite:
                 raise IndexNotFoundError("replace")
             engine = Engine.open(index_dir)
             if config is not None and config != engine.config:
-                _fail(ClinragError("--chunk-words, --text-model, --dim and --nbits apply to a new index; "
-                                   "add --overwrite to rebuild it with them"), 2)
+                _fail(ClinragError("--chunk-words, --text-model, --dim, --nbits and --image-model apply to a new "
+                                   "index; add --overwrite to rebuild it with them"), 2)
         except IndexNotFoundError:
             created = not index_dir.exists()
             engine = Engine.create(index_dir, config, overwrite=overwrite)
-        with Progress(TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True, disable=json_out or not err.is_terminal) as bar:
-            task = bar.add_task("records", total=None)
+            task = bar.add_task("indexing", total=None)
+            img_task = None
+
+            def embedded(n: int) -> None:
+                nonlocal img_task
+                if img_task is None:
+                    img_task = bar.add_task("embedding images", total=None)
+                bar.update(img_task, completed=n)
+
             stats = engine.add(read_records(sources, fmt, sink),
-                               progress=lambda i: bar.update(task, completed=i),
+                               progress=lambda i: bar.update(task, completed=i), image_progress=embedded,
                                build_info={"sources": [str(s) for s in sources], "format": fmt,
                                            "skipped": sink.skipped})
     except ClinragError as exc:
@@ -148,7 +163,7 @@ def index(
 @app.command()
 def search(
     index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
-    query: Annotated[str, typer.Argument(help="The query text.")],
+    query: Annotated[str | None, typer.Argument(help="The query text (or give --image).")] = None,
     k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 10,
     patient: Annotated[list[str] | None, typer.Option(help="Only this patient's records (repeatable).")] = None,
     since: Annotated[str | None, typer.Option(help="Only records dated on/after: YYYY-MM-DD or 6m, 2y, 30d.")] = None,
@@ -170,18 +185,36 @@ def search(
         "With --entity/--label: negated mentions ('no pneumonia') do not count."))] = False,
     entity_boost: Annotated[float, typer.Option(help=(
         "Re-rank by query entities found in a chunk with compatible assertion (0 = off, e.g. 0.3)."))] = 0.0,
+    modality: Annotated[list[str] | None, typer.Option(help="Only these modalities, e.g. CT, X-ray.")] = None,
+    image: Annotated[Path | None, typer.Option(help="Query by this image (JPEG, PNG or DICOM).")] = None,
+    target: Annotated[str | None, typer.Option(help=(
+        "What to return: 'text' (chunks; for --image: notes of similar images), 'images' (text->image "
+        "or image->image), or 'both' (image and text hits fused). Default: text, or images with --image."))] = None,
+    contact_sheet: Annotated[Path | None, typer.Option(help=(
+        "Also render the image hits as a contact sheet: a .png grid or an .html page with their notes."))] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Search an index; prints a table, or a JSON array of hits with --json."""
     from clinrag.engine import Engine
     from clinrag.indexing.filters import Filters, parse_time, parse_where
 
+    target = target or ("images" if image is not None else "text")
+    if target not in ("text", "images", "both"):
+        _fail(ClinragError(f"--target must be text, images or both, got {target!r}"), 2)
+    if (query is None) == (image is None):
+        _fail(ClinragError("give a QUERY text or --image PATH (one of them)"), 2)
     try:
         filters = Filters(patient_id=patient or None, since=parse_time(since, field_name="since"),
                           until=parse_time(until, field_name="until"), source=source or None,
-                          section=section or None, kind=kind or None, where=parse_where(where or []),
+                          section=section or None, kind=kind or None, modality=modality or None,
+                          where=parse_where(where or []),
                           entity=entity or None, label=label or None, exclude_negated=exclude_negated)
         with Engine.open(index_dir) as engine:
+            if target != "text" or image is not None or contact_sheet is not None:
+                _image_search(engine, query, image, target, k=k, filters=filters, mode=mode,
+                              contact_sheet=contact_sheet, json_out=json_out)
+                return
+            query = query or ""
             if exhaustive or nprobe:
                 from dataclasses import replace
 
@@ -197,6 +230,28 @@ def search(
     _hits_table(query, hits)
 
 
+def _image_search(engine: Any, query: str | None, image: Path | None, target: str, *, k: int, filters: Any,
+                  mode: str | None, contact_sheet: Path | None, json_out: bool) -> None:
+    """``search`` with --image, --target images|both or --contact-sheet (see Engine.search_images)."""
+    if target == "images":
+        hits: list[Any] = engine.search_images(query, image=image, k=k, filters=filters)
+    elif target == "both":
+        hits = engine.search_multimodal(query, image=image, k=k, filters=filters, mode=mode)
+    elif image is not None:
+        hits = engine.search_image_notes(image, k=k, filters=filters)
+    else:
+        hits = engine.search(query or "", k=k, filters=filters, mode=mode)
+    if contact_sheet is not None:
+        from clinrag.retrieval.contact_sheet import write_contact_sheet
+
+        n = write_contact_sheet(contact_sheet, hits, title=query or f"similar to {image}")
+        err.print(f"contact sheet of {n} image hit(s): {contact_sheet}")
+    if json_out:
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, default=str))
+        return
+    _hits_table(query or f"image {image}", hits)
+
+
 def _hits_table(query: str, hits: list[Any]) -> None:
     table = Table(title=f"{len(hits)} hit(s) for {query!r}", show_lines=True)
     for col in ("#", "score", "document", "patient / date", "text"):
@@ -206,6 +261,8 @@ def _hits_table(query: str, hits: list[Any]) -> None:
         who = " ".join(x for x in (h.patient_id or "", when) if x)
         label = h.doc_id + (f"\n[dim]{h.section}[/]" if h.section else "")
         text = h.text if len(h.text) < 300 else h.text[:300] + "…"
+        if getattr(h, "path", ""):  # an image hit
+            label += f"\n[dim]{escape(h.modality)} {escape(h.path)}[/]"
         table.add_row(str(h.rank), f"{h.score:.3f}", label, who, text)
     out.print(table)
 

@@ -29,6 +29,11 @@ class IndexConfig:
     ``late_backend="lancedb"`` stores uncompressed token vectors in LanceDB's native multivector
     column and lets LanceDB score MaxSim (flat, exact, slower, larger), for comparison.
 
+    Images: ``image_model`` names a CLIP-style image-text model (see
+    :mod:`clinrag.indexing.image_encoders`: ``hf-hub:ORG/REPO``, ``ARCH@TAG_OR_CHECKPOINT``, a saved
+    open_clip or transformers folder); image embeddings are stored in the images table and
+    searched with FAISS. Without one, images are indexed by metadata and linked notes only.
+
     Chunking: documents are split at section boundaries when ``split_sections`` is true,
     and any piece longer than ``chunk_max_words`` is cut into overlapping windows of
     ``chunk_max_words`` words with ``chunk_overlap_words`` words of overlap.
@@ -54,6 +59,7 @@ class IndexConfig:
     hybrid_weight: float = 0.8
     hybrid_method: str = "wsum"
     ner_model: str | None = None
+    image_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.nbits not in (1, 2, 4):
@@ -77,6 +83,8 @@ class IndexConfig:
                 "chunk_overlap_words must be >= 0 and smaller than chunk_max_words "
                 f"(got {self.chunk_overlap_words} and {self.chunk_max_words})"
             )
+        if self.image_model is not None and not self.image_model.strip():
+            raise ConfigError("image_model must be a model name or path, or None")
         if self.default_mode is not None and self.default_mode not in SEARCH_MODES:
             raise ConfigError(f"default_mode must be one of {SEARCH_MODES}, got {self.default_mode!r}")
 

@@ -34,6 +34,8 @@ from clinrag.retrieval.bm25 import BM25Retriever
 
 if TYPE_CHECKING:
     from clinrag.indexing.encoders import TokenEncoder
+    from clinrag.indexing.image_encoders import ImageEncoder
+    from clinrag.retrieval.images import ImageHit, ImageIndex
 
 log = logging.getLogger(__name__)
 FilterLike = Filters | Mapping[str, Any] | None
@@ -62,6 +64,8 @@ class Engine:
         self._retrievers: dict[str, Retriever] = {}
         self._chunk_doc: dict[str, str] | None = None
         self.late_params = LateParams()
+        self._image_encoder: ImageEncoder | None = None
+        self._image_index: ImageIndex | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     @classmethod
@@ -88,8 +92,14 @@ class Engine:
 
                 encoder = encoder or get_model("text", cfg.text_model, load_token_encoder)
                 vector_dim = encoder.dim
-            store = LanceStore.create(tmp, vector_dim, entities=bool(cfg.ner_model))
-            manifest = Manifest.new(cfg).committed(
+            image_dim, models = None, {}
+            if cfg.image_model:
+                from clinrag.indexing.image_encoders import get_image_encoder
+
+                image_encoder = get_image_encoder(cfg.image_model)
+                image_dim, models = image_encoder.dim, {"image": image_encoder.name}
+            store = LanceStore.create(tmp, vector_dim, image_dim, entities=bool(cfg.ner_model))
+            manifest = Manifest.new(cfg, models).committed(
                 tables=store.versions(), counts={"documents": 0, "chunks": 0, "images": 0, "patients": 0})
             write_manifest(tmp, manifest)
             _swap_in(tmp, root)
@@ -112,6 +122,10 @@ class Engine:
         lexical = manifest.models.get("lexical")
         if lexical is not None and not str(lexical).startswith("bm25s-"):
             raise IndexMismatchError(f"{root} has a lexical index of {lexical!r}; this clinrag reads bm25s")
+        image_built = manifest.models.get("image")
+        if image_built is not None and image_built != manifest.config.image_model:
+            raise IndexMismatchError(f"{root}: its image embeddings were made by {image_built!r} but its config names "
+                                     f"{manifest.config.image_model!r}; the index is inconsistent, rebuild it")
         built = manifest.models.get("text")
         if encoder is not None and built is not None and encoder.name != built:
             raise IndexMismatchError(f"{root} was built with the text model {built!r}, not {encoder.name!r}; "
@@ -139,6 +153,7 @@ class Engine:
         self._store = None
         self._retrievers.clear()
         self._chunk_doc = None
+        self._image_index = None
 
     def __enter__(self) -> Engine:
         return self
@@ -155,10 +170,13 @@ class Engine:
 
     # -- writing ------------------------------------------------------------------------------------
     def add(self, records: Iterable[Document | ImageRecord], *, progress: Callable[[int], None] | None = None,
-            resume: bool = True, build_info: dict[str, Any] | None = None) -> WriteStats:
+            resume: bool = True, build_info: dict[str, Any] | None = None,
+            image_progress: Callable[[int], None] | None = None) -> WriteStats:
         """Add or update records and commit. Unchanged records (same id and content) are skipped,
-        so re-running an interrupted build resumes it."""
-        with Transaction(self.root, self.manifest, "add", resume=resume, encoder=self.encoder) as tx:
+        so re-running an interrupted build resumes it. ``image_progress`` counts images embedded."""
+        images = (lambda: self.image_encoder) if self.config.image_model else None
+        with Transaction(self.root, self.manifest, "add", resume=resume, encoder=self.encoder,
+                         image_encoder=images, image_progress=image_progress) as tx:
             stats = tx.add(records, progress=progress)
             self.manifest = tx.commit(build_info)
         self.close()
@@ -324,6 +342,121 @@ class Engine:
 
     def info(self) -> IndexInfo:
         return IndexInfo(str(self.root), dict(self.manifest.counts), self.manifest.to_dict())
+
+    # -- images -------------------------------------------------------------------------------------
+    @property
+    def image_encoder(self) -> ImageEncoder:
+        """The index's image model (loaded once); ConfigError saying what to do when it has none."""
+        name = self.config.image_model
+        if name is None:
+            raise ConfigError(
+                f"{self.root} was built without an image model, so it cannot search by image similarity "
+                f"(its {self.manifest.counts.get('images', 0)} images are indexed by metadata and linked notes: "
+                "search those with a text query, e.g. --kind image-note). To search images, rebuild the index "
+                "with an image model: `clinrag index SOURCES --index DIR --overwrite --image-model "
+                "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224` (or ARCH@CHECKPOINT, a saved "
+                "open_clip or transformers CLIP folder)")
+        if self._image_encoder is None:
+            from clinrag.indexing.image_encoders import get_image_encoder
+
+            self._image_encoder = get_image_encoder(name)
+        built = self.manifest.models.get("image")
+        if built is not None and self._image_encoder.name != built:
+            raise IndexMismatchError(f"{self.root} was built with the image model {built!r}, not "
+                                     f"{self._image_encoder.name!r}; rebuild the index with --overwrite")
+        if self.store.image_dim != self._image_encoder.dim:
+            raise IndexMismatchError(f"{self.root} stores {self.store.image_dim}-d image embeddings but {name!r} "
+                                     f"gives {self._image_encoder.dim}-d ones; rebuild the index with --overwrite")
+        return self._image_encoder
+
+    def image_index(self) -> ImageIndex:
+        """The FAISS index of the image embeddings (built from LanceDB once per open engine)."""
+        _ = self.image_encoder  # fails clearly without an image model
+        if self._image_index is None:
+            from clinrag.retrieval.images import ImageIndex
+
+            self._image_index = ImageIndex.from_store(self.store)
+        return self._image_index
+
+    def _image_query(self, query: str | None, image: str | os.PathLike[str] | None, vector: Any = None) -> Any:
+        if vector is not None and query is None and image is None:
+            return vector
+        if (query is None) == (image is None) or vector is not None:
+            raise ConfigError("give one of a text query, an image (path) or a query vector")
+        if image is not None:
+            from clinrag.data.images import load_image
+
+            return self.image_encoder.encode_images([load_image(Path(image))])
+        return self.image_encoder.encode_texts([str(query)])
+
+    def _image_ranking(self, query: str | None, image: str | os.PathLike[str] | None, k: int,
+                       filters: FilterLike, vector: Any = None) -> list[Scored]:
+        if k <= 0:
+            raise ConfigError(f"k must be positive, got {k}")
+        q = self._image_query(query, image, vector)
+        index = self.image_index()
+        sql = Filters.coerce(filters).to_sql(table="images")
+        allowed = None if sql is None else frozenset(
+            self.store.scan("images", ["image_id"], sql).column("image_id").to_pylist())
+        return index.search(q, k, allowed)[0]
+
+    def search_images(self, query: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
+                      filters: FilterLike = None, vector: Any = None) -> list[ImageHit]:
+        """Images most similar to a text ``query`` (text -> image, CLIP text tower), to an ``image``
+        file (image -> image), or to a precomputed ``vector`` (a unit row in the image model's space).
+        Hits carry path, patient, date, modality and the linked notes."""
+        from clinrag.retrieval.images import image_hits
+
+        return image_hits(self.store, self._image_ranking(query, image, k, filters, vector))
+
+    def search_image_notes(self, image: str | os.PathLike[str], k: int = 10, filters: FilterLike = None, *,
+                           depth: int = 50) -> list[Hit]:
+        """Image -> text: the notes (chunks) linked to the images most similar to ``image``; each hit's
+        score is its image's similarity and ``metadata['via_image']`` names that image."""
+        from dataclasses import replace
+
+        from clinrag.retrieval.images import note_ranking
+
+        ranked = self._image_ranking(None, image, max(depth, k), filters)
+        allowed = self.allowed_chunks(filters)
+        scored, via = note_ranking(self.store, ranked, k, allowed)
+        rows = self.store.fetch("chunks", [s.chunk_id for s in scored], _HIT_COLUMNS)
+        hits = [_hit(rows[s.chunk_id], s, rank, "image") for rank, s in enumerate(scored, 1) if s.chunk_id in rows]
+        return [replace(h, metadata={**h.metadata, "via_image": via[h.chunk_id]}) for h in hits]
+
+    def search_multimodal(self, query: str | None = None, *, image: str | os.PathLike[str] | None = None,
+                          k: int = 10, filters: FilterLike = None, mode: str | None = None,
+                          method: str = "rrf", image_weight: float = 0.5, depth: int = 50) -> list[Hit]:
+        """One ranked list of text hits and image hits for one query, fused (``retrieval.fusion``).
+
+        A text query fuses text search (``mode``) with text -> image search; an image query fuses
+        image -> text with image -> image. Each hit's ``stage_scores`` keep the unfused scores.
+        """
+        from dataclasses import replace
+
+        from clinrag.retrieval.fusion import fuse
+        from clinrag.retrieval.images import image_hits
+
+        if not 0.0 <= image_weight <= 1.0:
+            raise ConfigError(f"image_weight must be in [0, 1], got {image_weight}")
+        n = max(depth, k)
+        img_ranked = self._image_ranking(query, image, n, filters)
+        if image is not None:
+            text_hits = self.search_image_notes(image, n, filters, depth=n)
+        else:
+            text_hits = self.search(str(query), n, filters, mode=mode)
+        text_ranked = [Scored(h.chunk_id, h.score) for h in text_hits]
+        fused = fuse([text_ranked, img_ranked], method=method, weights=[1 - image_weight, image_weight], k=k)
+        by_id: dict[str, Hit] = {h.chunk_id: h for h in text_hits}
+        by_id.update({h.chunk_id: h for h in image_hits(self.store, [s for s in img_ranked
+                                                                     if s.chunk_id in {f.chunk_id for f in fused}])})
+        out: list[Hit] = []
+        for rank, f in enumerate((f for f in fused if f.chunk_id in by_id), 1):
+            h = by_id[f.chunk_id]
+            stages = dict(h.stage_scores)
+            stages["fused"] = f.score
+            out.append(replace(h, score=f.score, rank=rank, stage_scores=stages))
+        return out
 
 
 _HIT_COLUMNS = ("chunk_id", "doc_id", "text", "title", "section", "source", "kind", "patient_id", "encounter_id",

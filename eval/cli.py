@@ -95,3 +95,38 @@ def eval_ner(
     for name, s in [*sorted(r.per_label.items()), ("micro", r.micro)]:
         table.add_row(name, f"{s.precision:.4f}", f"{s.recall:.4f}", f"{s.f1:.4f}", str(s.support))
     out.print(table)
+
+
+@eval_app.command("images")
+def eval_images(
+    data: Annotated[Path, typer.Option(help="An image-caption table: a folder with metadata.csv and images/ "
+                                            "(the covid-cxr layout).")],
+    image_model: Annotated[str, typer.Option(help=(
+        "Image model: hf-hub:ORG/REPO (e.g. hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224), "
+        "ARCH@CHECKPOINT, a saved open_clip or transformers CLIP folder; ARCH@random for random weights."))]
+        = "ViT-B-32@random",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results JSON here.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Image->text and text->image Recall@1/5/10, and finding-level Precision@1/5/10, each with its chance level."""
+    from clinrag.eval.images import evaluate_images
+
+    try:
+        result = evaluate_images(data, image_model)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    payload = result.to_dict()
+    if output:
+        output.write_text(json.dumps(payload, indent=2))
+    if json_out:
+        print(json.dumps(payload))
+        return
+    table = Table(title=f"images: {result.n_images} images, {result.n_texts} note texts, model {image_model}")
+    for col in ("metric", "score", "chance"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for name, value in result.metrics.items():
+        table.add_row(name, f"{value:.4f}", f"{result.chance[name]:.4f}")
+    out.print(table)
+    for note in result.notes:
+        out.print(f"[yellow]{note}[/]")

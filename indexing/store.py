@@ -63,6 +63,15 @@ def chunks_schema(vector_dim: int | None = None, entities: bool = False) -> pa.S
             schema = schema.append(f)
     return schema
 KEYS = {"documents": "doc_id", "chunks": "chunk_id", "images": "image_id"}
+IMAGE_VECTOR = "embedding"  # image embeddings (float32, L2-normalised), only with an image model
+
+
+def images_schema(image_dim: int | None = None) -> pa.Schema:
+    """The images table's schema; with ``image_dim``, plus the image-embedding column."""
+    schema = SCHEMAS["images"]
+    if image_dim:
+        schema = schema.append(pa.field(IMAGE_VECTOR, pa.list_(pa.float32(), image_dim)))
+    return schema
 
 
 def _meta(metadata: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
@@ -124,9 +133,11 @@ def chunks_table(chunks: Sequence[Chunk], codes: Sequence[np.ndarray] | None = N
     return pa.table(columns, schema=chunks_schema(vector_dim, entities is not None))
 
 
-def images_table(images: Sequence[ImageRecord]) -> pa.Table:
+def images_table(images: Sequence[ImageRecord], embeddings: np.ndarray | None = None,
+                 image_dim: int | None = None) -> pa.Table:
+    """Rows of the images table; with ``image_dim``, ``embeddings`` (one row per image) fill its vector column."""
     metas = [_meta(r.metadata, {"modality": r.modality}) for r in images]
-    return pa.table({
+    columns = {
         "image_id": [r.id for r in images], "path": [r.path for r in images],
         "modality": [r.modality for r in images], "caption": [r.caption for r in images],
         "content_hash": [image_hash(r) for r in images],
@@ -134,7 +145,11 @@ def images_table(images: Sequence[ImageRecord]) -> pa.Table:
         "patient_id": [r.patient_id for r in images], "encounter_id": [r.encounter_id for r in images],
         "timestamp": pa.array([r.timestamp for r in images], TS),
         "meta_json": [m[0] for m in metas], "meta_kv": [m[1] for m in metas],
-    }, schema=SCHEMAS["images"])
+    }
+    if image_dim:
+        flat = np.asarray(embeddings if embeddings is not None else np.zeros((0, image_dim)), np.float32)
+        columns[IMAGE_VECTOR] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), image_dim)
+    return pa.table(columns, schema=images_schema(image_dim))
 
 
 def image_hash(r: ImageRecord) -> str:
@@ -161,18 +176,28 @@ class LanceStore:
                 self._tables[name].checkout(int(version))
 
     @classmethod
-    def create(cls, root: str | Path, vector_dim: int | None = None, entities: bool = False) -> LanceStore:
+    def create(cls, root: str | Path, vector_dim: int | None = None, image_dim: int | None = None,
+               entities: bool = False) -> LanceStore:
         """Create empty tables under ``root/lance`` (each at version 1); ``entities`` adds the
         chunks table's entity columns (indexes built with NER)."""
         db = lancedb.connect(str(Path(root) / "lance"))
         for name, schema in SCHEMAS.items():
-            db.create_table(name, schema=chunks_schema(vector_dim, entities) if name == "chunks" else schema)
+            db.create_table(name, schema=chunks_schema(vector_dim, entities) if name == "chunks" else
+                            images_schema(image_dim) if name == "images" else schema)
         return cls(root)
 
     @property
     def has_entities(self) -> bool:
         """Whether the chunks table stores entities (the index was built with NER)."""
         return ENTITY_KEYS in self._tables["chunks"].schema.names
+
+    @property
+    def image_dim(self) -> int | None:
+        """Dimension of the image-embedding column of the images table, if it has one."""
+        schema = self._tables["images"].schema
+        if IMAGE_VECTOR not in schema.names:
+            return None
+        return int(schema.field(IMAGE_VECTOR).type.list_size)
 
     @property
     def vector_dim(self) -> int | None:
@@ -255,5 +280,5 @@ class LanceStore:
                 log.info("compaction of %s skipped: %s", t.name, exc)
 
 
-__all__ = ["ENTITIES_JSON", "ENTITY_KEYS", "KEYS", "SCHEMAS", "TABLES", "LanceStore", "chunks_table",
-           "documents_table", "images_table"]
+__all__ = ["ENTITIES_JSON", "ENTITY_KEYS", "IMAGE_VECTOR", "KEYS", "SCHEMAS", "TABLES", "LanceStore",
+           "chunks_table", "documents_table", "images_schema", "images_table"]

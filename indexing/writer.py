@@ -46,6 +46,7 @@ from clinrag.indexing.store import (
 
 if TYPE_CHECKING:
     from clinrag.indexing.encoders import TokenEncoder
+    from clinrag.indexing.image_encoders import ImageEncoder
 
 log = logging.getLogger(__name__)
 JOURNAL = "journal.json"
@@ -98,9 +99,14 @@ class Transaction:
     """One write to an index. Use as a context manager; call :meth:`commit` to publish it."""
 
     def __init__(self, root: Path, manifest: Manifest, op: str, *, resume: bool = True,
-                 encoder: TokenEncoder | None = None) -> None:
+                 encoder: TokenEncoder | None = None,
+                 image_encoder: Callable[[], ImageEncoder] | None = None,
+                 image_progress: Callable[[int], None] | None = None) -> None:
         self.root = root
         self.encoder = encoder
+        self.image_encoder = image_encoder  # loaded on the first image to embed
+        self.image_progress = image_progress  # called with the count of images embedded so far
+        self._embedded = 0
         self.compressor: TokenCompressor | None = None
         self.codec_dir: str | None = manifest.codec_dir
         self._drift = [0.0, 0]  # sum of token-centroid cosines of new tokens, token count
@@ -201,7 +207,7 @@ class Transaction:
             self.store.append("chunks", self._encode([c for _, cs in docs.values() for c in cs]))
             self.store.append("documents", documents_table([d for d, _ in docs.values()],
                                                            [len(cs) for _, cs in docs.values()]))
-            self.store.append("images", images_table(list(images.values())))
+            self.store.append("images", self._images(list(images.values())))
             for pending in (docs, images):
                 pending.clear()
             replace.clear()
@@ -252,6 +258,27 @@ class Transaction:
         self._ner_seconds += time.perf_counter() - t0
         self.ner_model_id = ner.model_id
         return [list(e) for e in ents]
+
+    def _images(self, images: list[ImageRecord]) -> pa.Table:
+        """Image rows, with embeddings when the index has an image model."""
+        dim = self.store.image_dim
+        if not dim or not images:
+            return images_table(images, image_dim=dim)
+        if self.image_encoder is None:
+            from clinrag.errors import ConfigError
+
+            raise ConfigError(f"{self.root} stores image embeddings but no image model was given to embed them")
+        from clinrag.indexing.image_embed import embed_image_files
+
+        done, callback = self._embedded, self.image_progress
+
+        def report(n: int) -> None:
+            if callback is not None:
+                callback(done + n)
+
+        vectors = embed_image_files([r.path for r in images], self.image_encoder(), progress=report)
+        self._embedded += len(images)
+        return images_table(images, vectors, image_dim=dim)
 
     def _encode(self, chunks: list[Chunk]) -> pa.Table:
         """Chunk rows, with compressed token vectors when the index has a text model."""

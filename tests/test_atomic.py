@@ -89,6 +89,7 @@ SCRIPT = textwrap.dedent("""
     from clinrag.indexing import writer
     writer.FLUSH_CHUNKS = 5
     path, sig = sys.argv[1], sys.argv[2]
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job starts with SIGINT ignored
     def docs():
         for i in range(1000, 1100):
             if i == 1040:

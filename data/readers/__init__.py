@@ -2,8 +2,10 @@
 
 Formats: ``jsonl`` (one JSON document a line), ``beir`` (a folder with ``corpus.jsonl``),
 ``pubmedqa`` (a PubMedQA json file), ``fhir`` (FHIR R4 Bundles, resources or NDJSON) and
-``cxr-csv`` (a folder with ``metadata.csv`` and ``images/``). ``auto`` detects the format of
-each path; directories are expanded (sorted, recursively).
+``cxr-csv`` (a folder with ``metadata.csv`` and ``images/``) and ``image`` (JPEG, PNG or DICOM files;
+``dicom`` is the same reader). ``auto`` detects the format of each path; directories are expanded
+(sorted, recursively; ``auto`` picks image files by suffix, and DICOM files without one by their
+``DICM`` marker; ``--format image`` reads every file).
 
 Every bad record or file goes through an :class:`~clinrag.data.report.ErrorSink`, which
 raises it (the default) or records it and lets reading go on.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from clinrag.data.readers.cxr import read_cxr
 from clinrag.data.readers.fhir import read_fhir
+from clinrag.data.readers.images import IMAGE_SUFFIXES, read_image_file
 from clinrag.data.readers.jsonl import read_jsonl
 from clinrag.data.readers.pubmedqa import load_pubmedqa, read_pubmedqa
 from clinrag.data.report import ErrorSink
@@ -31,13 +34,14 @@ from clinrag.errors import InputError, UnknownFormatError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "jsonl", "beir", "pubmedqa", "fhir", "cxr-csv")
+FORMATS = ("auto", "jsonl", "beir", "pubmedqa", "fhir", "cxr-csv", "image", "dicom")
 PEEK_BYTES = 65536
-_FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
+_FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv", *IMAGE_SUFFIXES)
 
 Reader = Callable[[Path, ErrorSink], Iterator[Record]]
 READERS: dict[str, Reader] = {
     "jsonl": read_jsonl, "beir": read_jsonl, "pubmedqa": read_pubmedqa, "fhir": read_fhir, "cxr-csv": read_cxr,
+    "image": read_image_file, "dicom": read_image_file,
 }
 
 
@@ -51,8 +55,22 @@ def _peek(path: Path) -> str:
         return fh.read(PEEK_BYTES).decode("utf-8", errors="replace")
 
 
+def _bare_dicom(path: Path) -> bool:
+    """A DICOM file named without a known suffix (``IM0001``, ``1.2.840.113619.2.55.3``)?"""
+    suffix = path.suffix
+    if suffix and not suffix[1:].isdigit():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
 def _detect_file(path: Path) -> str:
     suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES or _bare_dicom(path):
+        return "image"
     if suffix == ".csv":
         header = _peek(path).partition("\n")[0].lower()
         if "filename" in header:
@@ -88,15 +106,18 @@ def detect_format(path: str | Path) -> str:
             return "beir"
         first = next(iter(_data_files(path)), None)
         if first is None:
-            raise _unknown(path, "a folder without .json, .jsonl, .ndjson or metadata.csv files")
+            raise _unknown(path, "a folder without .json, .jsonl, .ndjson, image files or metadata.csv")
         return _detect_file(first)
     return _detect_file(path)
 
 
 def _data_files(folder: Path, suffixes: tuple[str, ...] = _FILE_SUFFIXES) -> list[Path]:
     """Data files under ``folder``, sorted; of CSV files only an image table's ``metadata.csv``."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-                  and not p.name.startswith(".") and (p.suffix.lower() != ".csv" or p.name == "metadata.csv"))
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and (p.suffix.lower() in suffixes or (suffixes == _FILE_SUFFIXES and _bare_dicom(p)))
+                   and (p.suffix.lower() != ".csv" or p.name == "metadata.csv"))
+    tables = {p.parent for p in files if p.name == "metadata.csv"}  # their images are read with the table
+    return [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES or not tables.intersection(p.parents)]
 
 
 def _expand(path: Path, fmt: str) -> Iterator[tuple[Path, str]]:
@@ -104,7 +125,7 @@ def _expand(path: Path, fmt: str) -> Iterator[tuple[Path, str]]:
     if not path.is_dir():
         yield path, _detect_file(path) if fmt == "auto" else fmt
         return
-    if fmt in ("cxr-csv", "beir") or (fmt == "auto" and (path / "metadata.csv").is_file()):
+    if fmt in ("cxr-csv", "beir", "image", "dicom") or (fmt == "auto" and (path / "metadata.csv").is_file()):
         yield path, "cxr-csv" if fmt == "auto" else fmt
         return
     if fmt == "auto" and (path / "corpus.jsonl").is_file():

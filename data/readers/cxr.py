@@ -31,7 +31,7 @@ NOTE_COLUMNS = ("clinical notes", "other notes")
 _MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
           (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"), (b"BM", "bmp"))
 
-try:  # Pillow verifies the image structure; without it, the magic number is checked.
+try:  # Pillow decodes the image to check it; without it, the magic number is checked.
     from PIL import Image, UnidentifiedImageError
 except ImportError:  # pragma: no cover - depends on the environment
     Image = None  # type: ignore[assignment]
@@ -61,7 +61,7 @@ def check_image(path: Path) -> str | None:
     if Image is not None and kind != "dicom":
         try:
             with Image.open(path) as im:
-                im.verify()
+                im.load()  # a full decode: verify() does not notice a truncated JPEG
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             return f"corrupt or unreadable image {path}: {exc}"
     return None
