@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from clinrag.errors import ConfigError
 
@@ -39,7 +40,7 @@ def fuse_rankings(rankings: Sequence[Sequence[tuple[str, float]]], method: str =
     else:
         ranx_method, norm = RANX_METHODS[method]
         runs = [_ranx().Run({"q": _ranked_scores(lst)}) for lst in lists]
-        params = {"weights": [1.0 / len(runs)] * len(runs)} if ranx_method == "wsum" else {}
+        params: dict[str, Any] = {"weights": [1.0 / len(runs)] * len(runs)} if ranx_method == "wsum" else {}
         if ranx_method == "rrf":
             params["k"] = RRF_K
         with warnings.catch_warnings():  # numba's uint64 -> int64 cast notices inside ranx

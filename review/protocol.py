@@ -190,7 +190,7 @@ class Question(_Strict):
 class ReviewProtocol(_Strict):
     """A systematic-review search protocol (version 1)."""
 
-    version: Literal[1] = PROTOCOL_VERSION
+    version: Literal[1] = 1
     name: str = "review"
     description: str | None = None
     depth: int = Field(default=100, ge=1, le=100_000, description="Records retrieved per formulation.")

@@ -26,6 +26,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class Progress:
     resumed: bool
 
 
-def run_review(searcher: ReviewSearcher, protocol: ReviewProtocol, *, out: str | Path | None = None,
+def run_review(searcher: ReviewSearcher, protocol: ReviewProtocol, *, out: str | os.PathLike[str] | None = None,
                mode: str | None = None, batch_size: int = DEFAULT_BATCH, index_info: Mapping[str, Any] | None = None,
                protocol_path: str | None = None, progress: Callable[[Progress], None] | None = None) -> ReviewResult:
     """Run every question of ``protocol`` against ``searcher``; write ``out`` when given (resuming it).
@@ -186,7 +187,8 @@ def _question(searcher: ReviewSearcher, protocol: ReviewProtocol, q: Question, h
     fetch_s = time.perf_counter() - t1
     t2 = time.perf_counter()
     views = {d: _view(d, docs.get(d), doc_hits.get(d, [])) for d, _ in fused}
-    groups = group_duplicates([key_of(d, views[d].title, views[d].metadata) for d, _ in fused])
+    keys = {d: key_of(d, views[d].title, views[d].metadata) for d, _ in fused}
+    groups = group_duplicates([keys[d] for d, _ in fused])
     score = dict(fused)
     include, exclude = protocol.question_criteria(q)
     wanted_entities = [e for c in (*include, *exclude) for e in (c.entities or [])]
@@ -207,10 +209,12 @@ def _question(searcher: ReviewSearcher, protocol: ReviewProtocol, q: Question, h
             s = best_snippet(h.text, [formulations[fi]])
             if s and s not in snippets:
                 snippets.append(s)
-        key = key_of(g.keep, v.title, v.metadata)
+        # identifiers come from the kept record, else from a duplicate merged into it
+        pmid = next((keys[m].pmid for m in members if keys[m].pmid), None)
+        doi = next((keys[m].doi for m in members if keys[m].doi), None)
         records.append(ReviewRecord(
             rank=rank, doc_id=g.keep, title=v.title, year=v.year, score=score[g.keep], formulation_ranks=fr,
-            pmid=key.pmid, doi=key.doi, matched_entities=tuple(matched_entities(v, wanted_entities)),
+            pmid=pmid, doi=doi, matched_entities=tuple(matched_entities(v, wanted_entities)),
             flags=apply_criteria(include, exclude, v), snippets=tuple(snippets), duplicates=g.merged))
     post_s = time.perf_counter() - t2
     return QuestionResult(q.id, formulations, tuple(records), len(fused),
