@@ -14,12 +14,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from clinrag import Document, Engine
-from clinrag.errors import ConfigError, InputError
-from clinrag.eval.screening import evaluate_run, read_labels, screening_metrics
-from clinrag.review import runner as runner_mod
-from clinrag.review.criteria import RecordView, check
-from clinrag.review.protocol import Criterion, ReviewProtocol, load_protocol, protocol_json_schema
+for _extra in ("pydantic", "yaml", "rispy", "matplotlib"):
+    pytest.importorskip(_extra, reason='needs the review extra: pip install "clinrag[review]"')
+
+
+from clinrag import Document, Engine  # noqa: E402
+from clinrag.errors import ConfigError, InputError  # noqa: E402
+from clinrag.eval.screening import evaluate_run, read_labels, screening_metrics  # noqa: E402
+from clinrag.review import runner as runner_mod  # noqa: E402
+from clinrag.review.criteria import RecordView, check  # noqa: E402
+from clinrag.review.protocol import Criterion, ReviewProtocol, load_protocol, protocol_json_schema  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PQA = next((p / "shared" / "data" / "pubmedqa" / "pqal_dev.json" for p in (ROOT.parent, ROOT.parents[1])
