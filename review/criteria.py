@@ -113,8 +113,7 @@ def check(criterion: Criterion, rec: RecordView, role: Literal["include", "exclu
         found = [w for w in wanted if w.lower() in have]
         label = f" {criterion.label}" if criterion.label else ""
         return _matches(name, role, wanted, found, criterion.match, f" (as a{label} entity)")
-    if kind == "years":
-        assert criterion.years is not None
+    if kind == "years" and criterion.years is not None:
         when = rec.date or (dt.date(rec.year, 7, 1) if rec.year else None)
         if when is None:
             return Flag(name, role, "unknown", "the record has no date or year")
