@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.clinrag-setup-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
-EXTRAS ?= dev
+EXTRAS ?= all
 DEMO_INDEX ?= demo-index
 
 .PHONY: setup test demo bench lint typecheck clean

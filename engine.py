@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from clinrag.indexing.encoders import TokenEncoder
     from clinrag.indexing.image_encoders import ImageEncoder
     from clinrag.retrieval.images import ImageHit, ImageIndex
+    from clinrag.review.protocol import ReviewProtocol
+    from clinrag.review.result import ReviewResult
+    from clinrag.review.runner import Progress as ReviewProgress
 
 log = logging.getLogger(__name__)
 FilterLike = Filters | Mapping[str, Any] | None
@@ -457,6 +460,26 @@ class Engine:
             stages["fused"] = f.score
             out.append(replace(h, score=f.score, rank=rank, stage_scores=stages))
         return out
+
+    # -- systematic reviews (clinrag.review) --------------------------------------------------------
+    def review(self, protocol: ReviewProtocol | str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
+               mode: str | None = None, batch_size: int = 64,
+               progress: Callable[[ReviewProgress], None] | None = None) -> ReviewResult:
+        """Run a review protocol (a :class:`~clinrag.review.protocol.ReviewProtocol` or a YAML path):
+        every formulation searched in batches, fused per question, de-duplicated and flagged by the
+        criteria. With ``out``, writes per-question CSV/Parquet/RIS and a run manifest, resuming a
+        killed run. See ``docs/review.md``."""
+        from clinrag.review.protocol import ReviewProtocol, load_protocol
+        from clinrag.review.runner import run_review
+
+        path = None
+        if not isinstance(protocol, ReviewProtocol):
+            path = str(protocol)
+            protocol = load_protocol(protocol)
+        mode = mode or protocol.mode or self.config.mode
+        return run_review(self, protocol, out=out, mode=mode, batch_size=batch_size, progress=progress,
+                          index_info={"path": str(self.root), "manifest": self.manifest.to_dict()},
+                          protocol_path=path)
 
 
 _HIT_COLUMNS = ("chunk_id", "doc_id", "text", "title", "section", "source", "kind", "patient_id", "encounter_id",

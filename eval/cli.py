@@ -130,3 +130,82 @@ def eval_images(
     out.print(table)
     for note in result.notes:
         out.print(f"[yellow]{note}[/]")
+
+
+@eval_app.command("review")
+def eval_review(
+    labels: Annotated[Path, typer.Option(help="Inclusion labels: CSV question_id,doc_id[,included] or JSON.")],
+    run: Annotated[list[Path], typer.Option(help="A `clinrag review` output folder (repeatable: runs compared).")],
+    k: Annotated[list[int] | None, typer.Option("-k", help="Cut-offs for Recall@k (repeatable).")] = None,
+    plot: Annotated[Path | None, typer.Option(help=(
+        "Where to write the recall-vs-screened PNG (default: in the first run folder)."))] = None,
+    n_total: Annotated[int | None, typer.Option(help="Collection size for WSS (default: index documents).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Screening metrics of review runs: Recall@k, rank of the last relevant record, WSS@95, and a recall plot."""
+    from clinrag.eval.screening import evaluate_run, mean_metrics, plot_recall, read_labels, read_run
+
+    ks = tuple(k or (10, 50, 100))
+    try:
+        gold = read_labels(labels)
+        per_run = {}
+        for r in run:
+            manifest, _ = read_run(r)
+            name = f"{r.name} ({manifest.get('mode')})"
+            per_run[name] = evaluate_run(r, gold, ks=ks, n_total=n_total)
+        png = plot_recall(per_run, plot or run[0] / "recall-vs-screened.png")
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    runs = [{"run": name, **mean_metrics(ms), "per_question": [m.to_dict() for m in ms]}
+            for name, ms in per_run.items()]
+    payload: dict[str, Any] = {"plot": str(png), "runs": runs}
+    if json_out:
+        print(json.dumps(payload))
+        return
+    _screening_table(f"screening: {len(gold)} labelled questions", payload["runs"], ks)
+    out.print(f"recall-vs-screened plot: {png}")
+
+
+def _screening_table(title: str, rows: list[dict[str, Any]], ks: tuple[int, ...], key: str = "run") -> None:
+    table = Table(title=title)
+    cols = [f"recall@{k}" for k in ks] + ["recall@depth", "last_relevant_rank", "all_found_share", "wss@95"]
+    table.add_column(key)
+    short = {"recall@depth": "R@depth", "last_relevant_rank": "last rel.", "all_found_share": "all found",
+             "wss@95": "WSS@95"}
+    for c in cols:
+        table.add_column(short.get(c, c.replace("recall@", "R@")), justify="right")
+    for r in rows:
+        table.add_row(str(r[key]), *("-" if r.get(c) is None else f"{r[c]:.3f}" if c != "last_relevant_rank"
+                                     else f"{r[c]:.1f}" for c in cols))
+    out.print(table)
+
+
+@eval_app.command("review-mesh")
+def eval_review_mesh(
+    data: Annotated[Path, typer.Option(help="PubMedQA json file (e.g. ../shared/data/pubmedqa/pqal_dev.json).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Work folder: protocol, labels, index, runs, plot.")],
+    mode: Annotated[list[str] | None, typer.Option(help="Mode(s): lexical, late, hybrid (repeatable).")] = None,
+    text_model: Annotated[str, typer.Option(help="Text model for late/hybrid.")] = "default",
+    depth: Annotated[int, typer.Option(help="Records retrieved per formulation.")] = 100,
+    max_questions: Annotated[int | None, typer.Option(help="Only the first N topics.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Review benchmark from PubMedQA MeSH headings (the search never sees MeSH): screening metrics per mode."""
+    from clinrag.eval.review_bench import run_mesh_review
+
+    ks = (10, 50, 100)
+    try:
+        results = run_mesh_review(data, out_dir, modes=mode or ["lexical", "late", "hybrid"], text_model=text_model,
+                                  depth=depth, max_questions=max_questions, ks=ks)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    rows = [r.to_dict() for r in results]
+    if json_out:
+        print(json.dumps({"runs": rows, "plot": str(out_dir / "recall-vs-screened.png")}))
+        return
+    n = results[0].per_question if results else ()
+    _screening_table(f"pubmedqa-mesh review: {len(n)} topics, {results[0].n_formulations if results else 0} "
+                     "formulations", rows, ks, key="mode")
+    out.print(f"recall-vs-screened plot: {out_dir / 'recall-vs-screened.png'}")
