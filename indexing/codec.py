@@ -100,7 +100,7 @@ class ResidualCodec:
         each vector scans the ``nprobe`` closest lists only: about ``C / 10`` inner products
         instead of ``C`` at 8k-16k centroids. A miss gives a close runner-up centroid, whose
         residual the codec still stores. Used by :meth:`compress` from
-        ``APPROX_MIN_CENTROIDS`` centroids on, where exact assignment dominates a CPU build.
+        ``APPROX_MIN_CENTROIDS`` (8192) centroids on, where exact assignment dominates a CPU build.
         """
         faiss = _faiss()
         if self._ivf is None:
@@ -203,7 +203,7 @@ class ResidualCodec:
         return cls(nbits=int(meta["nbits"]), **arrays)
 
 
-APPROX_MIN_CENTROIDS = 4096  # from here on, compress() assigns centroids through an IVF (assign_approx)
+APPROX_MIN_CENTROIDS = 8192  # from here on, compress() assigns centroids through an IVF (assign_approx)
 _ARRAYS = ("centroids", "bucket_cutoffs", "bucket_weights", "avg_residual")
 
 
