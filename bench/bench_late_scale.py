@@ -381,7 +381,8 @@ def main() -> None:
         if "clinrag" in args.engines:
             b = worker("clinrag-build", w)
             s = worker("clinrag-search", w) if "error" not in b else {"error": "no index"}
-            for r in s.get("rows", [{}]):
+            search_rows: list[dict] = s.get("rows") or [{}]  # type: ignore[assignment]
+            for r in search_rows:
                 rows.append((n, f"clinrag {args.nbits}-bit ({b.get('centroids')} centroids)",
                              f"nprobe {r.get('nprobe')} / cand {r.get('ncandidates')}", fmt(r.get("p50_ms")),
                              fmt(r.get("p95_ms")), fmt(r.get("batch64_ms_per_q")), fmt(r.get("recall@10"), ".3f"),
