@@ -55,6 +55,7 @@ class ResidualCodec:
         if (self.dim * self.nbits) % 8:
             raise ConfigError(f"dim * nbits must be a multiple of 8 (dim {self.dim}, nbits {self.nbits})")
         self._index: Any = None
+        self._ivf: Any = None
         self._luts: dict[str, torch.Tensor] = {}
         self._cents: dict[str, torch.Tensor] = {}
 
@@ -92,12 +93,47 @@ class ResidualCodec:
             sims[s:s + batch] = d
         return (out[:, 0], sims[:, 0]) if k == 1 else (out, sims)
 
-    def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes int32 (n,), packed uint8 (n, dim * nbits / 8))``."""
+    def assign_approx(self, vectors: np.ndarray, *, nprobe: int = 16, batch: int = 65_536) -> np.ndarray:
+        """Nearest centroid found through an IVF over the centroids (FAISS): int32 ``(n,)``.
+
+        The centroids are grouped into ``4 * sqrt(C)`` lists (k-means of the centroids) and
+        each vector scans the ``nprobe`` closest lists only: about ``C / 10`` inner products
+        instead of ``C`` at 8k-16k centroids. A miss gives a close runner-up centroid, whose
+        residual the codec still stores. Used by :meth:`compress` from
+        ``APPROX_MIN_CENTROIDS`` (8192) centroids on, where exact assignment dominates a CPU build.
+        """
+        faiss = _faiss()
+        if self._ivf is None:
+            nlist = max(1, int(4 * np.sqrt(len(self.centroids))))
+            quantizer = faiss.IndexFlatIP(self.dim)
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            cents = np.ascontiguousarray(self.centroids, dtype=np.float32)
+            ivf.cp.seed = 0
+            ivf.train(cents)
+            ivf.add(cents)
+            self._ivf = ivf
+        self._ivf.nprobe = min(nprobe, self._ivf.nlist)
+        out = np.empty(len(vectors), dtype=np.int32)
+        for s in range(0, len(vectors), batch):
+            _, ids = self._ivf.search(np.ascontiguousarray(vectors[s:s + batch], dtype=np.float32), 1)
+            out[s:s + batch] = ids[:, 0]
+        if (out < 0).any():  # nothing found in the probed lists (cannot happen with nprobe >= 1)
+            miss = out < 0
+            out[miss] = self.assign(np.asarray(vectors)[miss])
+        return out
+
+    def compress(self, vectors: np.ndarray, *, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes int32 (n,), packed uint8 (n, dim * nbits / 8))``.
+
+        ``exact`` picks exact nearest-centroid assignment; by default it is exact below
+        ``APPROX_MIN_CENTROIDS`` centroids and through :meth:`assign_approx` from there on.
+        """
         v = np.ascontiguousarray(vectors, dtype=np.float32)
         if v.ndim != 2 or v.shape[1] != self.dim:
             raise ConfigError(f"expected vectors of dim {self.dim}, got shape {v.shape}")
-        codes = self.assign(v)
+        if exact is None:
+            exact = len(self.centroids) < APPROX_MIN_CENTROIDS
+        codes = self.assign(v) if exact else self.assign_approx(v)
         residual = v - self.centroids[codes]
         buckets = np.searchsorted(self.bucket_cutoffs, residual).astype(np.uint8)  # (n, dim) in [0, 2**nbits)
         per_byte = 8 // self.nbits
@@ -129,12 +165,14 @@ class ResidualCodec:
         """
         device = str(torch.device(device))
         lut = self._lut(device)
-        c = torch.as_tensor(np.asarray(codes, dtype=np.int64) if isinstance(codes, np.ndarray) else codes,
-                            device=device).long()
-        p = torch.as_tensor(np.asarray(packed) if isinstance(packed, np.ndarray) else packed, device=device).long()
-        residual = lut[p].reshape(len(c), self.dim)
-        v = self._cents[device][c] + residual
-        v = torch.nn.functional.normalize(v, dim=1)
+        # int32 indices, an embedding lookup and in-place arithmetic: ~3x faster on CPU than int64 fancy indexing
+        c = torch.as_tensor(np.asarray(codes, dtype=np.int32) if isinstance(codes, np.ndarray) else codes,
+                            device=device).int()
+        p = torch.as_tensor(np.ascontiguousarray(packed) if isinstance(packed, np.ndarray) else packed,
+                            device=device).int()
+        v = self._cents[device].index_select(0, c)
+        v += torch.nn.functional.embedding(p, lut).reshape(len(c), self.dim)
+        v = v.div_(v.norm(dim=1, keepdim=True).clamp_min_(1e-12))
         return v.to(dtype or (torch.float16 if device.startswith("cuda") else torch.float32))
 
     # -- persistence ----------------------------------------------------------------------------------
@@ -165,6 +203,7 @@ class ResidualCodec:
         return cls(nbits=int(meta["nbits"]), **arrays)
 
 
+APPROX_MIN_CENTROIDS = 8192  # from here on, compress() assigns centroids through an IVF (assign_approx)
 _ARRAYS = ("centroids", "bucket_cutoffs", "bucket_weights", "avg_residual")
 
 
@@ -216,4 +255,4 @@ def train_codec(sample: np.ndarray, *, n_centroids: int | None = None, nbits: in
     return ResidualCodec(centroids.astype(np.float32), cutoffs, weights, nbits, avg_residual=avg)
 
 
-__all__ = ["ResidualCodec", "default_n_centroids", "train_codec"]
+__all__ = ["APPROX_MIN_CENTROIDS", "ResidualCodec", "default_n_centroids", "train_codec"]

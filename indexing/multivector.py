@@ -130,8 +130,9 @@ class TokenCompressor:
 
     @classmethod
     def fit(cls, vectors: list[np.ndarray], *, dim: int | None, nbits: int, n_centroids: int | None,
-            expected_tokens: int | None = None, seed: int = 0, max_sample: int = 262_144) -> TokenCompressor:
-        """Train on token vectors (a list of ``n_i x d`` arrays)."""
+            expected_tokens: int | None = None, seed: int = 0, max_sample: int = 262_144,
+            niter: int = 20) -> TokenCompressor:
+        """Train on token vectors (a list of ``n_i x d`` arrays); ``niter`` k-means iterations."""
         from clinrag.indexing.codec import default_n_centroids, train_codec
 
         allv = np.concatenate([np.asarray(v, dtype=np.float32) for v in vectors if len(v)])
@@ -147,7 +148,7 @@ class TokenCompressor:
             total = max(expected_tokens or len(allv), len(allv))
             n_centroids = default_n_centroids(total)
         n_centroids = max(1, min(n_centroids, len(sample) // 4 if len(sample) >= 8 else 1))
-        codec = train_codec(sample, n_centroids=n_centroids, nbits=nbits, seed=seed)
+        codec = train_codec(sample, n_centroids=n_centroids, nbits=nbits, seed=seed, niter=niter)
         comp = cls(codec, projection, {})
         comp.stats = {"train_tokens": float(len(sample)), "train_centroid_cos": comp.centroid_cosine(sample)}
         return comp

@@ -13,6 +13,12 @@ Search, per query:
    keeps the best ``ncandidates`` chunks;
 5. exact MaxSim on the decompressed token vectors of those chunks (torch, CPU or CUDA).
 
+Many queries at once (:meth:`LateRetriever.search_batch_vectors`, used by ``search`` and so
+by ``Engine.search_batch``): the queries are encoded in one batch, step 2 is one matrix product
+for all their tokens, and step 5 decompresses each chunk of the union of the candidates once
+and scores it for every query that has it as a candidate; the hits are the same as one query
+at a time.
+
 ``exhaustive=True`` skips 2-4 and scores every (admitted) chunk exactly: the reference for
 measuring what the approximate path loses.
 """
@@ -30,7 +36,7 @@ from clinrag.indexing.codec import ResidualCodec
 from clinrag.indexing.encoders import TokenEncoder
 from clinrag.indexing.multivector import MultiVectorIndex
 from clinrag.retrieval.base import Scored
-from clinrag.retrieval.maxsim import maxsim_scores, segment_max
+from clinrag.retrieval.maxsim import maxsim_batch, maxsim_scores, segment_max
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class LateRetriever:
         return np.fromiter(sorted(pos[c] for c in allowed if c in pos), dtype=np.int64)
 
     def search(self, queries: Sequence[str], k: int, allowed: frozenset[str] | None = None) -> list[list[Scored]]:
+        """Top ``k`` chunks of each query: queries encoded in one batch, scored by :meth:`search_batch_vectors`."""
         if self.mv.n_chunks == 0 or k <= 0:
             return [[] for _ in queries]
         rows_allowed = self.allowed_rows(allowed)
@@ -72,28 +79,46 @@ class LateRetriever:
         qvecs = self.encoder.encode_queries(list(queries))
         if self.query_transform is not None:
             qvecs = [self.query_transform(q) for q in qvecs]
-        return [self.search_vectors(q, k, rows_allowed) for q in qvecs]
+        return self.search_batch_vectors(qvecs, k, rows_allowed)
 
     def search_vectors(self, q: np.ndarray, k: int, rows_allowed: np.ndarray | None = None) -> list[Scored]:
-        """Search with an encoded query (``Lq x dim``)."""
-        Q = torch.as_tensor(np.asarray(q, dtype=np.float32), device=self.device)
-        p = self.params
-        if p.exhaustive:
-            rows = rows_allowed if rows_allowed is not None else np.arange(self.mv.n_chunks, dtype=np.int64)
+        """Search with one encoded query (``Lq x dim``)."""
+        return self.search_batch_vectors([q], k, rows_allowed)[0]
+
+    def search_batch_vectors(self, queries: Sequence[np.ndarray], k: int,
+                             rows_allowed: np.ndarray | None = None) -> list[list[Scored]]:
+        """Search with many encoded queries at once; same hits as :meth:`search_vectors` on each.
+
+        The centroid scores of all query tokens come from one matrix product; each query then
+        picks its own candidates. Every chunk in the union of the candidates is decompressed
+        once, block by block, and scored for all the queries that have it as a candidate.
+        """
+        if not len(queries) or self.mv.n_chunks == 0 or k <= 0:
+            return [[] for _ in queries]
+        Qs = [torch.as_tensor(np.asarray(q, dtype=np.float32), device=self.device) for q in queries]
+        if self.params.exhaustive:
+            every = rows_allowed if rows_allowed is not None else np.arange(self.mv.n_chunks, dtype=np.int64)
+            cands = [every] * len(Qs)
         else:
-            rows = self._candidates(Q, rows_allowed, k)
-        if len(rows) == 0:
-            return []
-        scores = self._exact(Q, rows)
-        top = torch.topk(scores, min(k, len(rows)))
+            cscores = torch.cat(Qs) @ self._centroids.T  # (all query tokens, C): one product
+            parts = torch.split(cscores, [len(q) for q in Qs])
+            cands = [self._candidates(cs, rows_allowed, k) for cs in parts]
+        scores = self._exact_batch(Qs, cands)
         ids = self.mv.chunk_ids
-        return [Scored(str(ids[rows[i]]), float(s)) for s, i in zip(top.values.tolist(), top.indices.tolist(),
-                                                                     strict=True)]
+        out: list[list[Scored]] = []
+        for rows, sc in zip(cands, scores, strict=True):
+            if len(rows) == 0:
+                out.append([])
+                continue
+            top = torch.topk(sc, min(k, len(rows)))
+            out.append([Scored(str(ids[rows[i]]), float(s))
+                        for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
+        return out
 
     # -- candidate generation -----------------------------------------------------------------------
-    def _candidates(self, Q: torch.Tensor, rows_allowed: np.ndarray | None, k: int) -> np.ndarray:
+    def _candidates(self, cscores: torch.Tensor, rows_allowed: np.ndarray | None, k: int) -> np.ndarray:
+        """Sorted candidate rows of one query from its tokens' centroid scores ``cscores`` (``Lq x C``)."""
         p = self.params
-        cscores = Q @ self._centroids.T  # (Lq, C)
         nprobe = min(p.nprobe, cscores.shape[1])
         probe = torch.topk(cscores, nprobe, dim=1).indices.unique().cpu().numpy()
         indptr, ivf = self.mv.ivf_indptr, self.mv.ivf_rows
@@ -119,20 +144,60 @@ class LateRetriever:
 
     # -- exact scoring ------------------------------------------------------------------------------
     def _exact(self, Q: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-        out = []
-        lengths = self.mv.offsets[rows + 1] - self.mv.offsets[rows]
+        """Exact MaxSim of one query against chunk ``rows`` (sorted): float32 ``(len(rows),)``."""
+        return self._exact_batch([Q], [rows])[0]
+
+    def _exact_batch(self, Qs: Sequence[torch.Tensor], cands: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Exact MaxSim of each query against its own candidate rows (each sorted, unique).
+
+        The union of the candidates is decompressed in blocks of at most ``block_tokens``
+        tokens, each chunk once. In a block, the queries whose candidates cover at least half
+        of the block's chunks are scored together by one batched MaxSim over the whole block;
+        the others against their own chunks' tokens only (gathered from the block).
+        """
+        out = [torch.zeros(len(c), dtype=torch.float32, device=self.device) for c in cands]
+        nonempty = [c for c in cands if len(c)]
+        if not nonempty:
+            return out
+        union = nonempty[0] if all(c is nonempty[0] for c in nonempty) else np.unique(np.concatenate(nonempty))
+        lengths = self.mv.offsets[union + 1] - self.mv.offsets[union]
         start = 0
-        while start < len(rows):
+        while start < len(union):
             # a block of chunks holding at most block_tokens tokens (at least one chunk)
             csum = np.cumsum(lengths[start:])
             stop = start + max(1, int(np.searchsorted(csum, self.params.block_tokens, side="right")))
-            block = rows[start:stop]
+            block = union[start:stop]
             tok, local = self.mv.token_rows(block)
             D = self.codec.decompress(np.asarray(self.mv.codes[tok]), np.asarray(self.mv.residuals[tok]),
                                       device=self.device)
-            out.append(maxsim_scores(Q.to(D.dtype), D, torch.as_tensor(local, device=self.device)).float())
+            dense: list[tuple[int, int, int, np.ndarray]] = []
+            for qi, rows in enumerate(cands):
+                a = int(np.searchsorted(rows, block[0], side="left"))
+                b = int(np.searchsorted(rows, block[-1], side="right"))
+                if a == b:
+                    continue
+                where = np.searchsorted(block, rows[a:b])  # positions of this query's chunks in the block
+                if 2 * (b - a) >= len(block):
+                    dense.append((qi, a, b, where))
+                    continue
+                idx, sub = _ranges(local[where], local[where + 1] - local[where])
+                Dq = D[torch.as_tensor(idx, device=self.device)]
+                out[qi][a:b] = maxsim_scores(Qs[qi].to(D.dtype), Dq, torch.as_tensor(sub, device=self.device))
+            if dense:
+                S = maxsim_batch([Qs[qi].to(D.dtype) for qi, *_ in dense], D,
+                                 torch.as_tensor(local, device=self.device))
+                for j, (qi, a, b, where) in enumerate(dense):
+                    out[qi][a:b] = S[j, torch.as_tensor(where, device=self.device)]
             start = stop
-        return torch.cat(out)
+        return out
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``starts[i] + 0..lengths[i]`` concatenated, and the offsets of each range in them."""
+    local = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=local[1:])
+    idx = np.repeat(np.asarray(starts, dtype=np.int64) - local[:-1], lengths) + np.arange(local[-1], dtype=np.int64)
+    return idx, local
 
 
 __all__ = ["LateRetriever"]

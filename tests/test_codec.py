@@ -146,3 +146,20 @@ def _clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
     centres = rng.normal(size=(40, dim))
     x = centres[rng.integers(0, 40, n)] + 0.35 * rng.normal(size=(n, dim))
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_approximate_centroid_assignment_agrees_with_exact():
+    rng = np.random.default_rng(3)
+    cents = rng.normal(size=(8192, 32)).astype(np.float32)
+    cents /= np.linalg.norm(cents, axis=1, keepdims=True)
+    codec = ResidualCodec(cents, np.zeros(3, np.float32), np.zeros(4, np.float32), 2)
+    x = cents[rng.integers(0, 8192, 5000)] + 0.1 * rng.normal(size=(5000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact, approx = codec.assign(x), codec.assign_approx(x)
+    assert (exact == approx).mean() >= 0.95
+    cos_exact = (x * cents[exact]).sum(1)
+    cos_approx = (x * cents[approx]).sum(1)
+    assert np.all(cos_approx <= cos_exact + 1e-5) and cos_approx.mean() >= cos_exact.mean() - 0.01
+    codes, _ = codec.compress(x[:10])  # 8192 centroids: compress goes through the IVF
+    assert np.array_equal(codes, approx[:10])
+    assert np.array_equal(codec.compress(x[:10], exact=True)[0], exact[:10])

@@ -147,3 +147,15 @@ def test_truncation_by_the_model_is_counted_and_reported(tmp_path):
     with Engine.create(tmp_path / "t", IndexConfig(text_model="default", chunk_max_words=400)) as eng:
         eng.add(_docs()[:10] + [Document(id="long", text=long_text)])
         assert eng.manifest.last_build["truncated_chunks"] == 1
+
+
+def test_search_batch_gives_the_same_hits_as_single_searches(late_index):
+    queries = ["heart attack treatment", "lung infection in kids", "insulin for diabetes", "hip fracture surgery",
+               "screening for cancer", "antidepressants in teenagers"]
+    with Engine.open(late_index) as eng:
+        for mode in ("late", "hybrid"):
+            batch = eng.search_batch(queries, k=5, mode=mode)
+            single = [eng.search(q, k=5, mode=mode) for q in queries]
+            assert [[h.chunk_id for h in r] for r in batch] == [[h.chunk_id for h in r] for r in single]
+            assert [h.score for r in batch for h in r] == pytest.approx([h.score for r in single for h in r],
+                                                                        abs=1e-4)
