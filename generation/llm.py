@@ -90,6 +90,12 @@ def load_llm(spec: str | LLMSpec = DEFAULT_LLM) -> LoadedLLM:
     from clinrag.indexing.cache import get_model
 
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    if parsed.kind == "llamacpp" and not parsed.target:  # resolved first: it takes the cache lock itself
+        from dataclasses import replace
+
+        from clinrag.indexing.cache import packaged_gemma_gguf
+
+        parsed = replace(parsed, target=str(packaged_gemma_gguf()))
     return get_model("llm", repr(parsed), lambda _: _load(parsed))
 
 
@@ -106,12 +112,7 @@ def _load(spec: LLMSpec) -> LoadedLLM:
     if spec.kind == "llamacpp":
         _need("llama_cpp", "llama-cpp-python")
         mod = _need("llama_index.llms.llama_cpp", "llama-index-llms-llama-cpp")
-        if spec.target:
-            path = Path(spec.target).expanduser()
-        else:
-            from clinrag.indexing.cache import packaged_gemma_gguf
-
-            path = packaged_gemma_gguf()
+        path = Path(spec.target).expanduser()
         if not path.is_file():
             raise ModelLoadError(f"GGUF model file {path} does not exist; pass --llm llamacpp:/path/to/model.gguf")
         family = spec.family or family_for(path.name)
