@@ -24,7 +24,9 @@ from clinrag.eval.qa import sample_ids
 from clinrag.generation.llm import load_llm, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
+DATA = next((p for p in (ROOT.parent / "shared", ROOT.parents[1] / "shared", Path("/work/shared"))
+             if (p / "data" / "pubmedqa" / "pqal_dev.json").exists()), ROOT.parent / "shared") / "data" / "pubmedqa" \
+    / "pqal_dev.json"
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -112,7 +112,7 @@ def eval_qa(
         return
     n = results[0].n if results else 0
     table = Table(title=f"PubMedQA: {n} questions" + (f" (seeded subsample, seed {seed})" if limit else "")
-                  + f"; majority class here {results[0].sample_majority:.1%}" if results else ""
+                  + (f"; majority class here {results[0].sample_majority:.1%}" if results else "")
                   + "; anchors (all 500): majority 55.2%, BioBERT 68.1%, human 78.0%")
     for col in ("mode", "setting", "model", "accuracy", "citation precision", "abstained", "parsed", "s/question",
                 "predicted yes/no/maybe"):
