@@ -75,7 +75,10 @@ def test_cli_eval_qa_json(data):
     assert {"accuracy", "citation_precision", "abstention_rate"} <= set(payload["runs"][0])
 
 
-PQAL = Path(os.environ.get("CLINRAG_SHARED", "/work/shared")) / "data" / "pubmedqa" / "pqal_dev.json"
+_ROOT = Path(__file__).resolve().parents[1]
+PQAL = next((p / "data" / "pubmedqa" / "pqal_dev.json" for p in (
+    Path(os.environ.get("CLINRAG_SHARED", _ROOT.parent / "shared")), _ROOT.parent / "shared", Path("/work/shared"))
+    if (p / "data" / "pubmedqa" / "pqal_dev.json").exists()), _ROOT.parent / "shared" / "data" / "pubmedqa" / "x")
 
 
 @pytest.mark.skipif(not PQAL.exists(), reason=f"shared PubMedQA data not found at {PQAL}")
