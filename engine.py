@@ -33,6 +33,8 @@ from clinrag.retrieval.base import Hit, Retriever, Scored
 from clinrag.retrieval.bm25 import BM25Retriever
 
 if TYPE_CHECKING:
+    from clinrag.generation.answer import AnswerConfig
+    from clinrag.generation.types import Answer
     from clinrag.indexing.encoders import TokenEncoder
     from clinrag.indexing.image_encoders import ImageEncoder
     from clinrag.retrieval.images import ImageHit, ImageIndex
@@ -480,6 +482,36 @@ class Engine:
         return run_review(self, protocol, out=out, mode=mode, batch_size=batch_size, progress=progress,
                           index_info={"path": str(self.root), "manifest": self.manifest.to_dict()},
                           protocol_path=path)
+
+    # -- answering (clinrag.generation) ------------------------------------------------------------
+    def ask(self, question: str, k: int = 8, patient: str | None = None, filters: FilterLike = None, *,
+            mode: str = "auto", llm: Any = None, search_mode: str | None = None,
+            on_token: Callable[[str], None] | None = None, config: AnswerConfig | None = None) -> Answer:
+        """Answer ``question`` from the ``k`` best chunks, citing them; abstains without support.
+
+        ``patient`` scopes the search and, again, the evidence: no other patient's record can
+        reach the prompt or the answer. ``mode``: ``llm``, ``extractive`` or ``auto`` (the LLM,
+        or extractive when none loads); ``llm`` is a spec string (``llamacpp[:PATH]``,
+        ``ollama:MODEL``...) or any llama-index LLM; ``on_token`` receives streamed text.
+        See :mod:`clinrag.generation.answer`.
+        """
+        import time
+        from dataclasses import replace
+
+        from clinrag.generation.answer import AnswerConfig, answer
+
+        f = Filters.coerce(filters)
+        if patient is not None:
+            given = f.patient_id
+            if given is not None and patient not in ([given] if isinstance(given, str) else list(given)):
+                raise ConfigError(f"patient {patient!r} conflicts with the patient filter {given!r}")
+            f = replace(f, patient_id=patient)
+        t0 = time.perf_counter()
+        hits = self.search(question, k=k, filters=f, mode=search_mode)
+        cfg = replace(config or AnswerConfig(), mode=mode, max_evidence=k)
+        encoder = self.encoder if self.config.text_model else None
+        return answer(question, hits, patient=patient, llm=llm, config=cfg, encoder=encoder, on_token=on_token,
+                      timings={"retrieval": time.perf_counter() - t0})
 
 
 _HIT_COLUMNS = ("chunk_id", "doc_id", "text", "title", "section", "source", "kind", "patient_id", "encounter_id",

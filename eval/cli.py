@@ -16,7 +16,7 @@ from rich.table import Table
 
 from clinrag.errors import ClinragError
 
-eval_app = typer.Typer(help="Evaluate retrieval quality on benchmark tasks.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate retrieval, NER, image, answer and screening quality.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
@@ -209,3 +209,60 @@ def eval_review_mesh(
     _screening_table(f"pubmedqa-mesh review: {len(n)} topics, {results[0].n_formulations if results else 0} "
                      "formulations", rows, ks, key="mode")
     out.print(f"recall-vs-screened plot: {out_dir / 'recall-vs-screened.png'}")
+
+
+@eval_app.command("qa")
+def eval_qa(
+    data: Annotated[Path, typer.Option(help="A PubMedQA json file (e.g. pqal_dev.json).")],
+    mode: Annotated[list[str] | None, typer.Option(help="Answer mode(s): extractive, llm (repeatable).")] = None,
+    setting: Annotated[list[str] | None, typer.Option(help="Setting(s): none, gold, retrieved (repeatable).")] = None,
+    llm: Annotated[str, typer.Option(help="LLM spec for llm mode (default: the packaged Gemma 3 270M GGUF).")] = (
+        "llamacpp"),
+    limit: Annotated[int | None, typer.Option(help="Evaluate a seeded random subsample of N questions.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Retrieved evidence chunks per question.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit subsample.")] = 0,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results JSON here.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """PubMedQA yes/no/maybe accuracy without context, with the gold abstract and with retrieved evidence,
+    plus citation precision and abstention rate (see clinrag.eval.qa for the decision rules)."""
+    from rich.progress import Progress
+
+    from clinrag.eval.qa import ANCHORS, evaluate_qa
+
+    try:
+        with Progress(console=err, transient=True, disable=json_out or not err.is_terminal) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(name: str, done: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=limit)
+                bar.update(tasks[name], completed=done)
+
+            results = evaluate_qa(data, modes=mode or ["extractive", "llm"], settings=setting or
+                                  ["none", "gold", "retrieved"], limit=limit, llm=llm, k=k, seed=seed,
+                                  progress=progress)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    payload = {"task": "pubmedqa", "data": str(data), "limit": limit, "seed": seed, "k": k, "anchors": ANCHORS,
+               "runs": [r.to_dict() for r in results]}
+    if output:
+        output.write_text(json.dumps(payload, indent=2))
+    if json_out:
+        print(json.dumps(payload))
+        return
+    n = results[0].n if results else 0
+    table = Table(title=f"PubMedQA: {n} questions" + (f" (seeded subsample, seed {seed})" if limit else "")
+                  + (f"; majority class here {results[0].sample_majority:.1%}" if results else "")
+                  + "; anchors (all 500): majority 55.2%, BioBERT 68.1%, human 78.0%")
+    for col in ("mode", "setting", "model", "accuracy", "citation precision", "abstained", "parsed", "s/question",
+                "predicted yes/no/maybe"):
+        table.add_column(col, justify="right" if col not in ("mode", "setting", "model") else "left")
+    for r in results:
+        p = r.predictions
+        table.add_row(r.mode, r.setting, r.model, f"{r.accuracy:.3f}",
+                      "-" if r.citation_precision is None else f"{r.citation_precision:.3f}",
+                      f"{r.abstention_rate:.3f}", f"{r.parsed:.3f}", f"{r.seconds_per_question:.2f}",
+                      f"{p.get('yes', 0)}/{p.get('no', 0)}/{p.get('maybe', 0)}")
+    out.print(table)
