@@ -186,7 +186,9 @@ def _question(searcher: ReviewSearcher, protocol: ReviewProtocol, q: Question, h
     docs = {d.id: d for d in searcher.documents([d for d, _ in fused])}
     fetch_s = time.perf_counter() - t1
     t2 = time.perf_counter()
-    views = {d: _view(d, docs.get(d), doc_hits.get(d, [])) for d, _ in fused}
+    # entity criteria read entities only when the index was built with NER; otherwise they match as terms
+    with_entities = bool(getattr(getattr(searcher, "config", None), "ner_model", None))
+    views = {d: _view(d, docs.get(d), doc_hits.get(d, []), with_entities) for d, _ in fused}
     keys = {d: key_of(d, views[d].title, views[d].metadata) for d, _ in fused}
     groups = group_duplicates([keys[d] for d, _ in fused])
     score = dict(fused)
@@ -221,12 +223,13 @@ def _question(searcher: ReviewSearcher, protocol: ReviewProtocol, q: Question, h
                           {"search": search_s, "fuse": fuse_s + post_s, "fetch": fetch_s})
 
 
-def _view(doc_id: str, doc: Document | None, hits: Sequence[tuple[int, int, Hit]]) -> RecordView:
+def _view(doc_id: str, doc: Document | None, hits: Sequence[tuple[int, int, Hit]],
+          with_entities: bool = True) -> RecordView:
     """What criteria see: the full document when the index has it, else its retrieved chunks."""
     first = hits[0][2] if hits else None
     meta: Mapping[str, Any] = doc.metadata if doc is not None else (first.metadata if first else {})
     ents: list[Entity] | None = None
-    for _, _, h in hits:
+    for _, _, h in hits if with_entities else ():
         e = entities_of(h)
         if e is not None:
             ents = (ents or []) + list(e)
