@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Callable
@@ -33,6 +34,11 @@ def clear() -> None:
     """Drop every cached model (frees memory; the next use loads again)."""
     with _LOCK:
         _CACHE.clear()
+
+
+# Models are released before interpreter shutdown: some (llama.cpp) cannot free themselves once
+# their modules are torn down and would print a traceback from __del__.
+atexit.register(clear)
 
 
 def cache_dir() -> Path:
