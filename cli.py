@@ -425,7 +425,27 @@ def demo(index_dir: Annotated[Path, typer.Option("--index", help="Where to build
     for mode in ("lexical", "late"):
         hits = engine.search("low blood sugar episodes", k=2, mode=mode)
         _hits_table(f"low blood sugar episodes  (--mode {mode})", hits)
+    _demo_answers(engine)
     engine.close()
+
+
+def _demo_answers(engine: Any) -> None:
+    """The demo's grounded answers: extractive (no LLM), then the packaged LLM when it is installed."""
+    from rich.markup import escape
+
+    from clinrag.generation.llm import parse_spec
+
+    question = "Do statins reduce cardiovascular events?"
+    loaded = _load_llm_or_none(parse_spec("llamacpp", max_new_tokens=96), "auto")
+    for mode in ("extractive", "llm") if loaded is not None else ("extractive",):
+        a = engine.ask(question, k=4, mode=mode, llm=loaded)
+        out.print(f"\n[bold]clinrag ask --mode {mode}[/] {escape(question)}")
+        if a.abstained:
+            out.print(f"[yellow]abstained[/]: {escape(a.reason or '')}", highlight=False)
+        else:
+            out.print(escape(a.text), highlight=False)
+        for e in a.cited:
+            out.print(f"  [dim]\\[{e.n}] {escape(e.source or e.doc_id)}: {escape(e.text[:120])}...[/]", highlight=False)
 
 
 @app.command()
