@@ -150,6 +150,10 @@ def search(
     where: Annotated[list[str] | None, typer.Option(help=(
         "Metadata filter FIELD=VALUE (case-insensitive); repeat a field for 'any of'."))] = None,
     mode: ModeOpt = None,
+    last: Annotated[str | None, typer.Option(help="Only records of the last 6m, 2y, 30d... (like --since 6m).")] = None,
+    no_temporal: Annotated[bool, typer.Option("--no-temporal", help=(
+        "Ignore 'first'/'most recent' wishes and dates named in the query."))] = False,
+    recency: Annotated[float, typer.Option(help="Weight of a recency prior (0: none; 0.1 is mild).")] = 0.0,
     docs: Annotated[bool, typer.Option("--docs", help="Best chunk per document only.")] = False,
     nprobe: Annotated[int | None, typer.Option(help="Late interaction: centroids probed per query token.")] = None,
     exhaustive: Annotated[bool, typer.Option(help="Late interaction: score every chunk exactly.")] = False,
@@ -160,6 +164,9 @@ def search(
     from clinrag.indexing.filters import Filters, parse_time, parse_where
 
     try:
+        if last and since:
+            raise ClinragError("give --since or --last, not both")
+        since = since or last
         filters = Filters(patient_id=patient or None, since=parse_time(since, field_name="since"),
                           until=parse_time(until, field_name="until"), source=source or None,
                           section=section or None, kind=kind or None, where=parse_where(where or []))
@@ -169,7 +176,8 @@ def search(
 
                 engine.late_params = replace(engine.late_params, exhaustive=exhaustive,
                                              nprobe=nprobe or engine.late_params.nprobe)
-            hits = engine.search(query, k=k, filters=filters, mode=mode, unique_docs=docs)
+            hits = engine.search(query, k=k, filters=filters, mode=mode, unique_docs=docs, temporal=not no_temporal,
+                                 recency=recency)
     except ClinragError as exc:
         _fail(exc)
         return
@@ -264,6 +272,65 @@ def optimize(index_dir: Annotated[Path, typer.Argument(help="Index directory.")]
         return
     out.print(f"re-trained {int(report['centroids'])} centroids on {int(report['chunks'])} chunks; token-centroid "
               f"cosine {report['centroid_cos_before']:.3f} -> {report['centroid_cos_after']:.3f}")
+
+
+@app.command()
+def timeline(
+    index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
+    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    since: Annotated[str | None, typer.Option(help="From: YYYY-MM-DD or 6m, 2y, 30d.")] = None,
+    until: Annotated[str | None, typer.Option(help="Until: YYYY-MM-DD.")] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable): note, condition, image...")]
+    = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a patient's dated events (notes, structured resources, images), oldest first."""
+    from clinrag.engine import Engine
+
+    try:
+        with Engine.open(index_dir) as engine:
+            events = engine.timeline(patient, since=since, until=until, kinds=kind or None)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        print(json.dumps([e.to_dict() for e in events], ensure_ascii=False))
+        return
+    table = Table(title=f"{len(events)} event(s) of patient {patient}")
+    for col in ("date", "kind", "event", "record"):
+        table.add_column(col, overflow="fold")
+    for e in events:
+        text = e.text if len(e.text) < 160 else e.text[:160] + "…"
+        table.add_row(e.timestamp.strftime("%Y-%m-%d") if e.timestamp else "", e.kind, text, e.doc_id)
+    out.print(table)
+
+
+@app.command()
+def memory(
+    index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
+    patient: Annotated[str, typer.Argument(help="Patient id.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a patient's memory: problems, medications, allergies, last labs, encounters, with record ids."""
+    from clinrag.engine import Engine
+
+    try:
+        with Engine.open(index_dir) as engine:
+            mem = engine.memory(patient)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    if json_out:
+        print(json.dumps(mem.to_dict(), ensure_ascii=False))
+        return
+    out.print(f"[bold]patient {mem.patient_id}[/]: {mem.n_records} records"
+              + (f", {mem.first_date} to {mem.last_date}" if mem.first_date else ""))
+    for name, title in mem.section_titles().items():
+        lines = getattr(mem, name)
+        if lines:
+            out.print(f"[bold]{title}[/]")
+            for line in lines:
+                out.print("  " + line.text(), highlight=False, markup=False)
 
 
 @app.command()
