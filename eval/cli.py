@@ -83,6 +83,9 @@ def eval_longitudinal(
         "Questions (from patients held out of the evaluation) used to select the QR heads."))] = 16,
     heads: Annotated[int, typer.Option(help="Number of QR heads to select.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed of question generation and sampling.")] = 0,
+    text_model: Annotated[str, typer.Option(help=(
+        "Text model of a new index ('default': packaged all-MiniLM-L6-v2, hybrid search; 'none': BM25 only)."))]
+    = "default",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results JSON here.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -93,7 +96,8 @@ def eval_longitudinal(
     try:
         payload = evaluate_longitudinal(data, index_dir=index_dir, n_questions=questions, depth=depth,
                                         qr_model=None if qr_model in (None, "none") else qr_model,
-                                        seed_size=seed_size, n_heads=heads, seed=seed)
+                                        seed_size=seed_size, n_heads=heads, seed=seed,
+                                        text_model=None if text_model == "none" else text_model)
     except ClinragError as exc:
         _fail(exc)
         return

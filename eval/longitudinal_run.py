@@ -24,7 +24,7 @@ from clinrag.retrieval.rerank import FastReranker
 log = logging.getLogger(__name__)
 
 
-def open_or_build(data: Path, index_dir: Path | None, docs: list[Any], text_model: str = "default") -> Engine:
+def open_or_build(data: Path, index_dir: Path | None, docs: list[Any], text_model: str | None = "default") -> Engine:
     """Open ``index_dir`` if it holds an index, else build a hybrid index of ``docs`` there (or in a temp dir)."""
     if index_dir is not None:
         try:
@@ -45,10 +45,11 @@ def seed_examples(engine: Engine, questions: list[LongQuestion], depth: int, wit
 
     out = []
     for q in questions:
-        hits = engine.search(q.query, k=depth, filters={"patient_id": q.patient_id}, unique_docs=True, temporal=False)
+        filters = {"patient_id": q.patient_id} if q.patient_id else None
+        hits = engine.search(q.query, k=depth, filters=filters, unique_docs=True, temporal=False)
         if not hits:
             continue
-        mem = engine.memory(q.patient_id).to_text(cite=False) if with_memory else None
+        mem = engine.memory(q.patient_id).to_text(cite=False) if with_memory and q.patient_id else None
         out.append(SeedExample(q.query, tuple(_candidate_text(h) for h in hits),
                                tuple(int(q.qrels.get(h.doc_id, 0)) for h in hits), mem))
     return out
@@ -62,7 +63,7 @@ def split_seed(questions: list[LongQuestion], seed_size: int, seed: int = 0) -> 
     held: set[str] = set()
     n = 0
     for pid in patients:
-        if n >= seed_size or len(held) >= len(patients) // 3:
+        if n >= seed_size or len(held) >= max(1, len(patients) // 3) or len(held) + 1 >= len(patients):
             break
         held.add(pid)
         n += sum(q.patient_id == pid for q in questions)
@@ -72,7 +73,8 @@ def split_seed(questions: list[LongQuestion], seed_size: int, seed: int = 0) -> 
 
 def evaluate_longitudinal(data: str | Path, *, index_dir: Path | None = None, n_questions: int | None = None,
                           depth: int = 20, qr_model: str | None = "gemma", seed_size: int = 16,
-                          n_heads: int = 16, seed: int = 0, orders: int = 2) -> dict[str, Any]:
+                          n_heads: int = 16, seed: int = 0, orders: int = 2,
+                          text_model: str | None = "default") -> dict[str, Any]:
     """Run the whole benchmark on ``data``; the payload of ``clinrag eval longitudinal --json``."""
     data = Path(data)
     if not data.exists():
@@ -84,7 +86,7 @@ def evaluate_longitudinal(data: str | Path, *, index_dir: Path | None = None, n_
                           "medications, procedures or immunisations)")
     seed_qs, eval_qs = split_seed(questions, seed_size if qr_model else 0, seed)
     eval_qs = subsample(eval_qs, n_questions, seed)
-    engine = open_or_build(data, index_dir, docs)
+    engine = open_or_build(data, index_dir, docs, text_model)
     rerankers: dict[str, Any] = {"fast_rerank": FastReranker()}
     payload: dict[str, Any] = {"data": str(data), "n_documents": len(docs), "n_questions": len(eval_qs),
                                "n_generated": len(questions), "n_patients": len({q.patient_id for q in eval_qs}),

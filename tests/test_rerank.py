@@ -160,3 +160,31 @@ def test_generated_benchmark_and_stages_on_sample_bundles(tmp_path, tiny_lm):
         assert all(0.0 <= v <= 1.0 for v in r.metrics.values())
     assert res["fast_rerank"].metrics["answer_in_top5"] >= res["first_stage"].metrics["answer_in_top5"]
     assert json.dumps(res["qr_rerank"].to_dict())
+
+
+def test_cli_calibrate_and_eval_longitudinal(tmp_path):
+    from typer.testing import CliRunner
+
+    from clinrag.cli import app
+
+    model = str(_tiny(tmp_path))
+    runner = CliRunner()
+    res = runner.invoke(app, ["eval", "longitudinal", "--data", str(SAMPLES), "--index", str(tmp_path / "idx"),
+                              "--text-model", "none", "--qr-model", model, "--seed-size", "3", "--heads", "4",
+                              "--depth", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    for stage in ("first_stage", "fast_rerank", "qr_rerank", "qr_rerank_no_memory"):
+        assert set(out[stage]) >= {"recall@5", "ndcg@10", "answer_in_top5"}
+    assert out["seed_size"] >= 1 and len(out["heads"]) == 4 and out["n_questions"] >= 1
+    assert load_heads(tmp_path / "idx", model) is not None
+    seed = tmp_path / "seed.jsonl"
+    doc = next(d for d in read_fhir_folder(SAMPLES) if d.kind == "condition")
+    seed.write_text(json.dumps({"query": f"when was {doc.title} diagnosed", "patient_id": doc.patient_id,
+                                "relevant": [doc.id]}) + "\n")
+    res = runner.invoke(app, ["rerank", "calibrate", str(tmp_path / "idx"), "--seed", str(seed), "--model", model,
+                              "--heads", "2", "--depth", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["seed_size"] == 1 and len(load_heads(tmp_path / "idx", model).heads) == 2
+    res = runner.invoke(app, ["search", str(tmp_path / "idx"), "most recent glucose", "--rerank", "fast", "--json"])
+    assert res.exit_code == 0, res.output
