@@ -134,10 +134,11 @@ def packaged_model_dir() -> Path:
         return target
     gguf_path = packaged_gemma_gguf()
     try:
+        import accelerate  # noqa: F401  (transformers needs it to load a GGUF)
         import gguf  # noqa: F401
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
-        raise MissingDependencyError("gguf", "llm", "converting the packaged Gemma GGUF") from exc
+        raise MissingDependencyError("gguf and accelerate", "llm", "converting the packaged Gemma GGUF") from exc
     import shutil
     import uuid
 
@@ -149,8 +150,8 @@ def packaged_model_dir() -> Path:
     # the tensors are de-quantized on load: drop the GGUF quantization marker so it can be saved
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         model.save_pretrained(tmp)
