@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=16)
     ap.add_argument("--candidates", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--orders", default="1,2", help="QRReranker orders to time, comma-separated")
+    ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
 
@@ -45,7 +47,8 @@ def main() -> None:
     threads = torch.get_num_threads()
 
     def timed(fn) -> float:
-        fn()  # warm-up
+        if not args.no_warmup:
+            fn()
         out = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
@@ -59,13 +62,14 @@ def main() -> None:
         rows.append(("full forward, SDPA (reference)", timed(lambda: lm.model(input_ids=ids, use_cache=False))))
     rows.append((f"selected heads only ({len(heads)} heads, up to layer {max(h[0] for h in heads)})",
                  timed(lambda: head_scores(lm, prompt, heads))))
-    for orders in (1, 2):
+    for orders in (int(o) for o in args.orders.split(",")):
         rr = QRReranker(lm, sel, top_n=args.candidates, orders=orders)
         rows.append((f"QRReranker.scores, orders={orders}", timed(lambda rr=rr: rr.scores("most recent hemoglobin A1c",
                                                                                         texts))))
     device = "cuda" if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, torch threads {threads})"
     title = (f"QR-head rerank latency: {args.model}, {args.candidates} candidates x ~150 tokens = {len(prompt.ids)} "
-             f"prompt tokens; {device}; {dt.date.today()} ({platform.node()}); median of {args.repeat}")
+             f"prompt tokens; {device}; {dt.date.today()} ({platform.node()}); median of {args.repeat}"
+             f"{', no warm-up' if args.no_warmup else ''}; shared machine, 1-min load average {os.getloadavg()[0]:.1f}")
     lines = [f"### {title}", "", "| path | ms |", "|---|---:|"] + [f"| {n} | {ms:.0f} |" for n, ms in rows]
     text = "\n".join(lines) + "\n"
     print(text)
