@@ -33,11 +33,15 @@ from clinrag.retrieval.base import Hit, Retriever, Scored
 from clinrag.retrieval.bm25 import BM25Retriever
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from clinrag.generation.answer import AnswerConfig
     from clinrag.generation.types import Answer
     from clinrag.indexing.encoders import TokenEncoder
     from clinrag.indexing.image_encoders import ImageEncoder
+    from clinrag.indexing.memory import PatientMemory
     from clinrag.retrieval.images import ImageHit, ImageIndex
+    from clinrag.retrieval.timeline import TimelineEvent
     from clinrag.review.protocol import ReviewProtocol
     from clinrag.review.result import ReviewResult
     from clinrag.review.runner import Progress as ReviewProgress
@@ -267,14 +271,30 @@ class Engine:
         return frozenset(self.store.scan("chunks", ["chunk_id"], sql).column("chunk_id").to_pylist())
 
     def search(self, query: str, k: int = 10, filters: FilterLike = None, *, mode: str | None = None,
-               unique_docs: bool = False, entity_boost: float = 0.0) -> list[Hit]:
+               unique_docs: bool = False, entity_boost: float = 0.0, temporal: bool = True,
+               recency: float = 0.0) -> list[Hit]:
         """The ``k`` best chunks for ``query`` (or best chunk per document with ``unique_docs``).
 
         ``entity_boost`` > 0 (indexes built with NER) re-ranks the top candidates by the share of
         the query's entities a chunk mentions with compatible assertion (see
-        :mod:`clinrag.retrieval.entity_boost`)."""
-        return self.search_batch([query], k, filters, mode=mode, unique_docs=unique_docs,
-                                 entity_boost=entity_boost)[0]
+        :mod:`clinrag.retrieval.entity_boost`). With ``temporal`` (default), a "first"/"most recent"
+        wish or a date range in the query ("latest HbA1c", "procedures in 2015") re-orders the hits
+        (see :mod:`clinrag.retrieval.temporal`); ``recency`` > 0 adds a recency prior of that weight
+        (one-year half-life)."""
+        if not temporal and recency <= 0:
+            return self.search_batch([query], k, filters, mode=mode, unique_docs=unique_docs,
+                                     entity_boost=entity_boost)[0]
+        from clinrag.retrieval.temporal import apply_intent, detect_intent, recency_prior
+
+        intent = detect_intent(query) if temporal else None
+        wide = intent is not None and not intent.empty or recency > 0
+        hits = self.search_batch([query], max(k, 50) if wide else k, filters, mode=mode,
+                                 unique_docs=unique_docs, entity_boost=entity_boost)[0]
+        if recency > 0:
+            hits = recency_prior(hits, weight=recency)
+        if intent is not None and not intent.empty:
+            hits = apply_intent(hits, intent)
+        return hits[:k]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, filters: FilterLike = None, *,
                      mode: str | None = None, unique_docs: bool = False,
@@ -512,6 +532,32 @@ class Engine:
         encoder = self.encoder if self.config.text_model else None
         return answer(question, hits, patient=patient, llm=llm, config=cfg, encoder=encoder, on_token=on_token,
                       timings={"retrieval": time.perf_counter() - t0})
+
+    # -- patients: timelines, memory ---------------------------------------------------------------
+    def timeline(self, patient_id: str, since: str | dt.datetime | None = None,
+                 until: str | dt.datetime | None = None, kinds: Sequence[str] | None = None) -> list[TimelineEvent]:
+        """The patient's dated events (notes, rendered resources, images), oldest first; ``since``/``until``
+        take dates or durations (``6m``), ``kinds`` record kinds (``condition``, ``note``, ``image``...)."""
+        from clinrag.retrieval.timeline import build_timeline
+
+        return build_timeline(self.store, patient_id, since, until, kinds)
+
+    def memory(self, patient_id: str) -> PatientMemory:
+        """The patient's memory (problems, medications, allergies, last labs, encounters; each line citing
+        record ids), as kept up to date by every write. Raises PatientNotFoundError for an unknown patient."""
+        from clinrag.errors import PatientNotFoundError
+        from clinrag.indexing.memory import MEMORY_COLUMNS, PatientMemory, load_memory, rows_from_table, summarize
+        from clinrag.indexing.store import sql_in
+
+        stored = load_memory(self.root, self.manifest.memory_dir) if self.manifest.memory_dir else None
+        if stored is not None and patient_id in stored:
+            return PatientMemory.from_dict(stored[patient_id])
+        rows = rows_from_table(self.store.scan("documents", list(MEMORY_COLUMNS), sql_in("patient_id", [patient_id]))
+                               .to_pylist()).get(patient_id)
+        if not rows:
+            raise PatientNotFoundError(f"{self.root} has no records of patient {patient_id!r}; "
+                                       "list patients with `clinrag search ... --json` or check the id")
+        return summarize(patient_id, rows)
 
 
 _HIT_COLUMNS = ("chunk_id", "doc_id", "text", "title", "section", "source", "kind", "patient_id", "encounter_id",

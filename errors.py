@@ -93,6 +93,10 @@ class MissingDependencyError(ClinragError, ImportError):
         self.extra = extra
 
 
+class PatientNotFoundError(ClinragError, LookupError):
+    """No records of the given patient in the index."""
+
+
 class ModelLoadError(ClinragError, OSError):
     """A model could not be loaded from the given id or path (offline, missing files, bad format)."""
 
@@ -110,5 +114,6 @@ __all__ = [
     "InputError",
     "MissingDependencyError",
     "ModelLoadError",
+    "PatientNotFoundError",
     "UnknownFormatError",
 ]

@@ -266,3 +266,50 @@ def eval_qa(
                       f"{r.abstention_rate:.3f}", f"{r.parsed:.3f}", f"{r.seconds_per_question:.2f}",
                       f"{p.get('yes', 0)}/{p.get('no', 0)}/{p.get('maybe', 0)}")
     out.print(table)
+
+
+@eval_app.command("longitudinal")
+def eval_longitudinal(
+    data: Annotated[Path, typer.Option(help="A folder of FHIR bundles (e.g. ../shared/data/synthea-r4).")],
+    index_dir: Annotated[Path | None, typer.Option("--index", help=(
+        "Index of the same folder to reuse (built there, hybrid with the default text model, if absent)."))] = None,
+    questions: Annotated[int | None, typer.Option(help="Evaluate at most N questions (stratified by type).")] = None,
+    depth: Annotated[int, typer.Option(help="First-stage hits reranked per question.")] = 20,
+    qr_model: Annotated[str | None, typer.Option(help=(
+        "Causal LM of the QR-head reranker: a Hugging Face id or local path; 'gemma' (the default) is the "
+        "packaged Gemma 3 270M; 'none' skips the QR stage."))] = "gemma",
+    seed_size: Annotated[int, typer.Option(help=(
+        "Questions (from patients held out of the evaluation) used to select the QR heads."))] = 16,
+    heads: Annotated[int, typer.Option(help="Number of QR heads to select.")] = 16,
+    seed: Annotated[int, typer.Option(help="Random seed of question generation and sampling.")] = 0,
+    text_model: Annotated[str, typer.Option(help=(
+        "Text model of a new index ('default': packaged all-MiniLM-L6-v2, hybrid search; 'none': BM25 only)."))]
+    = "default",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results JSON here.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate a longitudinal benchmark from FHIR bundles and score first-stage retrieval, the fast
+    reranker and the QR-head reranker (with and without patient memory): Recall@5, nDCG@10, answer@5."""
+    from clinrag.eval.longitudinal_run import evaluate_longitudinal
+
+    try:
+        payload = evaluate_longitudinal(data, index_dir=index_dir, n_questions=questions, depth=depth,
+                                        qr_model=None if qr_model in (None, "none") else qr_model,
+                                        seed_size=seed_size, n_heads=heads, seed=seed,
+                                        text_model=None if text_model == "none" else text_model)
+    except ClinragError as exc:
+        _fail(exc)
+        return
+    if output:
+        output.write_text(json.dumps(payload, indent=2))
+    if json_out:
+        print(json.dumps(payload))
+        return
+    table = Table(title=f"{data}: {payload['n_questions']} questions, {payload['n_patients']} patients, "
+                        f"QR seed set {payload.get('seed_size', 0)}")
+    for col in ("stage", "recall@5", "ndcg@10", "answer@5", "seconds"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    for name, m in payload["stages"].items():
+        table.add_row(name, f"{m['recall@5']:.4f}", f"{m['ndcg@10']:.4f}", f"{m['answer_in_top5']:.4f}",
+                      f"{m['seconds']:.1f}")
+    out.print(table)

@@ -62,6 +62,7 @@ class Manifest:
     codec_dir: str | None = None
     checksums: Mapping[str, str] = field(default_factory=dict)
     last_build: Mapping[str, Any] = field(default_factory=dict)
+    memory_dir: str | None = None
 
     @classmethod
     def new(cls, config: IndexConfig, models: Mapping[str, str | None] | None = None) -> Manifest:
@@ -88,6 +89,7 @@ class Manifest:
             "codec_dir": self.codec_dir,
             "checksums": dict(self.checksums),
             "last_build": dict(self.last_build),
+            "memory_dir": self.memory_dir,
         }
 
     @classmethod
@@ -119,6 +121,7 @@ class Manifest:
             codec_dir=data.get("codec_dir"),
             checksums=dict(data.get("checksums", {})),
             last_build=dict(data.get("last_build", {})),
+            memory_dir=data.get("memory_dir"),
         )
 
 

@@ -121,6 +121,7 @@ class Transaction:
         self.store: LanceStore
         self.resumed = False
         self._counts: dict[str, int] = {}
+        self._touched: set[str] = set()  # patients whose memory this write must recompute
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def __enter__(self) -> Transaction:
@@ -198,6 +199,7 @@ class Transaction:
         def flush() -> None:
             nonlocal n_pending
             if replace:
+                self._touch(replace)
                 st["chunks_deleted"] += self.store.count("chunks", sql_in("doc_id", replace))
                 self.store.delete("chunks", "doc_id", replace)
                 self.store.delete("documents", "doc_id", replace)
@@ -231,6 +233,8 @@ class Transaction:
                     if rec.id in docs:  # repeated within this batch: the earlier version never lands
                         st["chunks"] -= len(docs[rec.id][1])
                     docs[rec.id] = (rec, cs)
+                    if rec.patient_id:
+                        self._touched.add(rec.patient_id)
                     n_pending += len(cs)
                     st["chunks"] += len(cs)
             if n_pending >= FLUSH_CHUNKS or len(images) >= FLUSH_CHUNKS or len(docs) >= FLUSH_CHUNKS:
@@ -280,6 +284,30 @@ class Transaction:
         self._embedded += len(images)
         return images_table(images, vectors, image_dim=dim)
 
+    def _touch(self, doc_ids: list[str]) -> None:
+        """Mark the patients of stored documents ``doc_ids`` for a memory update."""
+        rows = self.store.fetch("documents", doc_ids, ["doc_id", "patient_id"])
+        self._touched.update(r["patient_id"] for r in rows.values() if r.get("patient_id"))
+
+    def _memory(self) -> str | None:
+        """Recompute the memory of the patients this write touched; a new memory dir, or the old one."""
+        from clinrag.indexing.memory import MEMORY_COLUMNS, load_memory, save_memory, update_memory
+
+        old_dir = self.manifest.memory_dir
+        # first build, an index made before memory existed, or a resumed add (whose first run's
+        # touched patients are unknown): recompute every patient
+        full = old_dir is None or self.resumed
+        if not full and not self._touched:
+            return old_dir
+        old = {} if full else load_memory(self.root, old_dir)
+        touched = sorted(self._touched)
+        where = "patient_id IS NOT NULL" if full else sql_in("patient_id", touched) if touched else None
+        rows = self.store.scan("documents", list(MEMORY_COLUMNS), where).to_pylist() if where else []
+        memory = update_memory(old, touched, rows)
+        log.info("patient memory: %d patients recomputed, %d in all", len(touched) if not full else len(memory),
+                 len(memory))
+        return save_memory(self.root, memory)
+
     def _encode(self, chunks: list[Chunk]) -> pa.Table:
         """Chunk rows, with compressed token vectors when the index has a text model."""
         entities = self._entities(chunks) if chunks else None
@@ -313,6 +341,7 @@ class Transaction:
         docs = list(self.store.fetch("documents", ids, ["doc_id"]))
         imgs = list(self.store.fetch("images", ids, ["image_id"]))
         n_chunks = self.store.count("chunks", sql_in("doc_id", docs)) if docs else 0
+        self._touch(docs)
         if docs:
             self.store.delete("chunks", "doc_id", docs)
             self.store.delete("documents", "doc_id", docs)
@@ -395,7 +424,11 @@ class Transaction:
             build["ner_seconds"] = round(self._ner_seconds, 3)
         if self.codec_dir:
             checksums.update(dir_checksums(self.root / self.codec_dir, self.root))
+        memory_dir = self._memory()
+        if memory_dir:
+            checksums.update(dir_checksums(self.root / memory_dir, self.root))
         manifest = self.manifest.committed(
+            memory_dir=memory_dir,
             tables=self.store.versions(), bm25_dir=bm25_name, counts=counts, models=models, checksums=checksums,
             mv_dir=mv_name or self.manifest.mv_dir, codec_dir=self.codec_dir,
             last_build={"op": self.op, "resumed": self.resumed, **build},
@@ -403,12 +436,12 @@ class Transaction:
         write_manifest(self.root, manifest)
         (self.root / JOURNAL).unlink(missing_ok=True)
         self.manifest = manifest
-        self._cleanup(keep={bm25_name, manifest.mv_dir, manifest.codec_dir})
+        self._cleanup(keep={bm25_name, manifest.mv_dir, manifest.codec_dir, manifest.memory_dir})
         return manifest
 
     def _cleanup(self, keep: set[str | None]) -> None:
         """Remove derived directories that no commit refers to (old ones, or left by a crash)."""
-        for pattern in ("bm25-*", "mv-*", "codec-*"):
+        for pattern in ("bm25-*", "mv-*", "codec-*", "memory-*"):
             for p in self.root.glob(pattern):
                 if p.name not in keep and p.is_dir():
                     shutil.rmtree(p, ignore_errors=True)
