@@ -422,8 +422,10 @@ def review(
         table.add_column(col, justify="left" if col == "question" else "right")
     for q in summary["questions"]:
         table.add_row(q["id"], str(q["records"]), str(q["retrieved"]), str(q["flagged"]), "yes" if q["resumed"] else "")
+    out.print(table)
 
 
+@app.command()
 def timeline(
     index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
     patient: Annotated[str, typer.Argument(help="Patient id.")],
