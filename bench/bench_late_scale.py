@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -34,25 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import rss_mib, split  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PQA = ROOT.parent / "shared" / "data" / "pubmedqa" / "pqal_dev.json"
 if not PQA.exists():
     PQA = Path("/work/shared/data/pubmedqa/pqal_dev.json")
 
 
-def rss_mib() -> float:
-    """Peak RSS of this process (VmHWM: unlike ru_maxrss, not inherited from the parent across fork/exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def split(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -60,24 +49,11 @@ def real_vectors(cache: Path, dim: int) -> tuple[list[np.ndarray], list[np.ndarr
     """Projected MiniLM token vectors of the abstracts and of the queries (cached in ``cache``)."""
     files = [cache / f"real_{n}.npy" for n in ("docs", "doc_offsets", "queries", "query_offsets")]
     if not all(f.exists() for f in files):
-        from clinrag.eval.tasks import load_task
-        from clinrag.indexing.encoders import HFTokenEncoder
+        from bench_late import real_vectors as encode_real  # the same PCA-projected MiniLM vectors
 
-        task = load_task("pubmedqa-mesh", PQA)
-        enc = HFTokenEncoder()
-        docs = enc.encode_documents([d.text for d in task.documents], batch_size=32)
-        queries = enc.encode_queries(list(task.queries.values()))
-        allv = np.concatenate(docs).astype(np.float32)
-        mean = allv.mean(0)
-        _, _, vt = np.linalg.svd(allv[:60000] - mean, full_matrices=False)
-        proj = vt[:dim].T.astype(np.float32)
-
-        def p(x: np.ndarray) -> np.ndarray:
-            y = x.astype(np.float32) @ proj
-            return y / np.linalg.norm(y, axis=1, keepdims=True)
-
+        docs, queries, _ = encode_real(dim)
         for (flat_f, off_f), parts in zip(((files[0], files[1]), (files[2], files[3])),
-                                          ([p(d) for d in docs], [p(q) for q in queries]), strict=True):
+                                          (docs, queries), strict=True):
             off = np.zeros(len(parts) + 1, np.int64)
             np.cumsum([len(x) for x in parts], out=off[1:])
             np.save(flat_f, np.concatenate(parts).astype(np.float32))

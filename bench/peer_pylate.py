@@ -13,27 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
-
-
-def rss_mib() -> float:
-    """Peak RSS of this process (VmHWM: unlike ru_maxrss, not inherited from the parent across fork/exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def split(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+from _common import rss_mib, split  # noqa: E402
 
 
 def make_index(kind: str, folder: Path, dim: int, nbits: int, override: bool):  # noqa: ANN201
