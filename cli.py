@@ -551,7 +551,7 @@ def rerank_calibrate(
 @app.command()
 def demo(index_dir: Annotated[Path, typer.Option("--index", help="Where to build the demo index.")] = Path(
         "demo-index")) -> None:
-    """Index the bundled sample corpus (abstracts, FHIR records, chest images) and search it, offline.
+    """Index the bundled sample corpus (abstracts, FHIR records, chest images), search it and answer, offline.
 
     The index has BM25 and a multi-vector index (the packaged all-MiniLM-L6-v2); searches are hybrid.
     """
