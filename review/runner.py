@@ -127,7 +127,7 @@ def run_review(searcher: ReviewSearcher, protocol: ReviewProtocol, *, out: str |
             n = len(q.queries())
             qhits = [h[: protocol.question_depth(q)] for h in hits[pos:pos + n]]
             pos += n
-            res = _question(searcher, protocol, q, qhits, search_s * n / max(1, len(queries)))
+            res, docs = _question(searcher, protocol, q, qhits, search_s * n / max(1, len(queries)))
             if out_dir is not None:
                 tw = time.perf_counter()
                 marker = {"format": "clinrag-review-question", "format_version": RUN_FORMAT_VERSION,
@@ -135,7 +135,7 @@ def run_review(searcher: ReviewSearcher, protocol: ReviewProtocol, *, out: str |
                           "mode": mode, "index_fingerprint": index_fp, "formulations": list(res.formulations),
                           "n_records": len(res.records), "n_retrieved": res.n_retrieved,
                           "seconds": dict(res.seconds), "finished": _now()}
-                abstracts = {d.id: d.text for d in searcher.documents(res.doc_ids)}
+                abstracts = {d: docs[d].text for d in res.doc_ids if d in docs}  # fetched once, in _question
                 files = write_question(out_dir, res, marker, abstracts)
                 secs = {**res.seconds, "write": time.perf_counter() - tw}
                 res = QuestionResult(res.question_id, res.formulations, res.records, res.n_retrieved, secs,
@@ -171,7 +171,8 @@ def _batches(questions: Sequence[Question], batch_size: int) -> list[list[Questi
 
 
 def _question(searcher: ReviewSearcher, protocol: ReviewProtocol, q: Question, hits: Sequence[Sequence[Hit]],
-              search_s: float) -> QuestionResult:
+              search_s: float) -> tuple[QuestionResult, dict[str, Document]]:
+    """One question: fuse, de-duplicate and flag its records; also the documents fetched for them."""
     formulations = tuple(q.queries())
     t0 = time.perf_counter()
     fused = fuse_rankings([[(h.doc_id, h.score) for h in lst] for lst in hits], protocol.fusion)
@@ -220,7 +221,7 @@ def _question(searcher: ReviewSearcher, protocol: ReviewProtocol, q: Question, h
             flags=apply_criteria(include, exclude, v), snippets=tuple(snippets), duplicates=g.merged))
     post_s = time.perf_counter() - t2
     return QuestionResult(q.id, formulations, tuple(records), len(fused),
-                          {"search": search_s, "fuse": fuse_s + post_s, "fetch": fetch_s})
+                          {"search": search_s, "fuse": fuse_s + post_s, "fetch": fetch_s}), docs
 
 
 def _view(doc_id: str, doc: Document | None, hits: Sequence[tuple[int, int, Hit]],
