@@ -76,13 +76,16 @@ def eval_ner(
         "'default' (packaged), a packaged name, or an installed spaCy/scispaCy pipeline name or path."))] = "default",
     label: Annotated[list[str] | None, typer.Option("--label", help=(
         "Score only these entity types (repeatable), e.g. --label Disease for NCBI-disease."))] = None,
+    context: Annotated[int, typer.Option(help=(
+        "Tag consecutive sentences together in pieces of at most this many words (as indexed chunks "
+        "are tagged); 0 tags each sentence alone."))] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Entity-level precision/recall/F1 per label and micro-averaged (seqeval, exact span match)."""
     from clinrag.ner.evaluate import evaluate_ner
 
     try:
-        r = evaluate_ner(data, ner_model, labels=label)
+        r = evaluate_ner(data, ner_model, labels=label, context=context)
     except ClinragError as exc:
         _fail(exc)
         return

@@ -85,6 +85,10 @@ def train_cmd(
     max_steps: Annotated[int | None, typer.Option(help="cnn: training steps (overrides the config).")] = None,
     epochs: Annotated[int, typer.Option(help="minilm: epochs.")] = 3,
     max_minutes: Annotated[float, typer.Option(help="minilm: time box in minutes.")] = 25.0,
+    lr: Annotated[float, typer.Option(help="minilm: peak learning rate (linear decay).")] = 1e-4,
+    context: Annotated[int, typer.Option(help=(
+        "minilm: train on consecutive sentences packed into pieces of at most this many sub-tokens "
+        "(cross-sentence context); 0: single sentences."))] = 0,
     package_as: Annotated[str | None, typer.Option(help=(
         "Copy the best model into clinrag/ner/models/NAME (NAME 'bc5cdr-cnn' replaces the default)."))] = None,
 ) -> None:
@@ -102,7 +106,8 @@ def train_cmd(
         elif arch == "minilm":
             from clinrag.ner.transformer import train_token_classifier
 
-            result = train_token_classifier(train, dev, output, epochs=epochs, max_minutes=max_minutes)
+            result = train_token_classifier(train, dev, output, epochs=epochs, max_minutes=max_minutes, lr=lr,
+                                            context=context)
             best, f1 = result.model_dir, result.dev_f1
         else:
             raise typer.BadParameter(f"--arch must be cnn or minilm, not {arch!r}")

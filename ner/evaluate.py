@@ -75,19 +75,24 @@ def score_tags(gold: Sequence[IOBSentence], pred: Sequence[Sequence[str]],
     return NEREvalResult(per, micro, len(gold), sum(len(s.tokens) for s in gold))
 
 
-def evaluate_ner(data: str | Path, model: str = "default", *, labels: Sequence[str] | None = None) -> NEREvalResult:
-    """Run the pipeline's statistical NER over the gold tokens of ``data`` (an IOB file or folder)."""
+def evaluate_ner(data: str | Path, model: str = "default", *, labels: Sequence[str] | None = None,
+                 context: int = 0) -> NEREvalResult:
+    """Run the pipeline's statistical NER over the gold tokens of ``data`` (an IOB file or folder).
+
+    ``context`` > 0: consecutive sentences are tagged together in pieces of at most that many
+    words (cross-sentence context, as in an indexed chunk); 0 tags each sentence alone.
+    """
     from clinrag.ner.pipeline import load_pipeline, tag_words
 
     gold = read_iob(data)
     pipe = load_pipeline(model, rules=False, context=False, sections=False)
     t0 = time.perf_counter()
-    pred = tag_words(pipe, [s.tokens for s in gold])
+    pred = tag_words(pipe, [s.tokens for s in gold], context)
     secs = time.perf_counter() - t0
     r = score_tags(gold, pred, labels)
     return NEREvalResult(r.per_label, r.micro, r.n_sentences, r.n_tokens, secs, pipe.model_id, str(data),
                          {"tokens_per_second": round(r.n_tokens / secs, 1) if secs else None,
-                          **({"labels": list(labels)} if labels else {})})
+                          "context_words": context, **({"labels": list(labels)} if labels else {})})
 
 
 @dataclass(frozen=True)

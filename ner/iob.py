@@ -97,3 +97,22 @@ def spans_to_iob(n: int, spans: list[tuple[int, int, str]]) -> list[str]:
         for i in range(s + 1, e):
             tags[i] = f"I-{lab}"
     return tags
+
+
+def pack_sentences(lengths: list[int], limit: int) -> list[tuple[int, int]]:
+    """Ranges of consecutive sentences whose summed ``lengths`` fit in ``limit`` (a longer
+    sentence stays alone): cross-sentence context for a tagger that reads a window at a time.
+
+    >>> pack_sentences([5, 4, 3, 9], 10)
+    [(0, 2), (2, 3), (3, 4)]
+    """
+    out: list[tuple[int, int]] = []
+    start, used = 0, 0
+    for i, n in enumerate(lengths):
+        if used + n > limit and i > start:
+            out.append((start, i))
+            start, used = i, 0
+        used += n
+    if start < len(lengths):
+        out.append((start, len(lengths)))
+    return out

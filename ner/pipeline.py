@@ -245,23 +245,37 @@ def model_info(name: str) -> dict[str, Any]:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
-def tag_words(pipeline: NERPipeline, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+def tag_words(pipeline: NERPipeline, sentences: Sequence[Sequence[str]], context: int = 0) -> list[list[str]]:
     """IOB tags the pipeline's statistical NER gives pre-tokenised sentences (for evaluation).
 
-    Rules, ConText and sections are not run; tokens keep the given segmentation.
+    Rules, ConText and sections are not run; tokens keep the given segmentation. ``context`` > 0
+    tags consecutive sentences together in Docs of at most that many words (as an indexed chunk
+    is tagged), then splits the tags back per sentence.
     """
     from spacy.tokens import Doc
 
-    from clinrag.ner.iob import spans_to_iob
+    from clinrag.ner.iob import pack_sentences, spans_to_iob
 
     nlp = pipeline.nlp
     names = [n for n in nlp.pipe_names if n in ("tok2vec", "ner", "transformer", "clinrag_token_ner")
              or n.startswith("ner")]
-    docs = [Doc(nlp.vocab, words=list(s)) if s else Doc(nlp.vocab, words=[]) for s in sentences]
+    groups = pack_sentences([len(s) for s in sentences], context) if context else \
+        [(i, i + 1) for i in range(len(sentences))]
+    docs = []
+    for a, b in groups:
+        words = [w for s in sentences[a:b] for w in s]
+        starts = [j == 0 for s in sentences[a:b] for j in range(len(s))]
+        docs.append(Doc(nlp.vocab, words=words, sent_starts=starts) if words else Doc(nlp.vocab, words=[]))
     for name in names:
         proc = nlp.get_pipe(name)
         docs = list(proc.pipe(docs)) if hasattr(proc, "pipe") else [proc(d) for d in docs]
-    return [spans_to_iob(len(d), [(e.start, e.end, _LABELS.get(e.label_, e.label_)) for e in d.ents]) for d in docs]
+    out: list[list[str]] = []
+    for (a, b), d in zip(groups, docs, strict=True):
+        tags = spans_to_iob(len(d), [(e.start, e.end, _LABELS.get(e.label_, e.label_)) for e in d.ents])
+        for s in sentences[a:b]:
+            out.append(tags[: len(s)])
+            tags = tags[len(s):]
+    return out
 
 
 __all__ = ["DEFAULT_MODEL", "NERPipeline", "entities_of", "get_pipeline", "load_pipeline", "model_id",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clinrag.ner.iob import IOBSentence, iob_to_spans, read_iob, spans_to_iob
+from clinrag.ner.iob import IOBSentence, iob_to_spans, pack_sentences, read_iob, spans_to_iob
 
 log = logging.getLogger(__name__)
 MAX_SUBWORDS = 256
@@ -31,22 +31,6 @@ class TokenTrainResult:
     dev_f1: float
     epochs_run: int
     best_epoch: int
-
-
-def _windows(n_sub: Sequence[int], limit: int) -> Iterator[tuple[int, int]]:
-    """Word ranges whose sub-token counts fit in ``limit`` (a single over-long word stays alone).
-
-    >>> list(_windows([3, 3, 3], 7))
-    [(0, 2), (2, 3)]
-    """
-    start, used = 0, 0
-    for i, k in enumerate(n_sub):
-        if used + k > limit and i > start:
-            yield start, i
-            start, used = i, 0
-        used += k
-    if start < len(n_sub):
-        yield start, len(n_sub)
 
 
 class TokenTagger:
@@ -70,7 +54,7 @@ class TokenTagger:
         pieces: list[tuple[int, int, list[str]]] = []
         for si, words in enumerate(sentences):
             n_sub = [max(1, len(self.tokenizer.tokenize(w))) for w in words] if words else []
-            for a, b in _windows(n_sub, MAX_SUBWORDS - 2):
+            for a, b in pack_sentences(n_sub, MAX_SUBWORDS - 2):
                 pieces.append((si, a, list(words[a:b])))
         out: list[list[str]] = [["O"] * len(s) for s in sentences]
         order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][2]))
@@ -92,6 +76,14 @@ class TokenTagger:
                     out[si][a + wi] = self.id2label[pred[bi][ti]]
         # repair windows/IOB: make every span start with B-
         return [spans_to_iob(len(t), iob_to_spans(t)) for t in out]
+
+
+def pack_context(tokenizer: Any, sents: Sequence[IOBSentence], limit: int) -> list[IOBSentence]:
+    """Consecutive sentences joined into pieces of at most ``limit`` sub-tokens (cross-sentence
+    context: a sentence is tagged with its neighbours in view, as in an indexed chunk)."""
+    n_sub = [sum(max(1, len(tokenizer.tokenize(w))) for w in s.tokens) for s in sents]
+    return [IOBSentence(tuple(t for s in sents[a:b] for t in s.tokens), tuple(t for s in sents[a:b] for t in s.tags))
+            for a, b in pack_sentences(n_sub, limit)]
 
 
 def _encode(tokenizer: Any, sents: Sequence[IOBSentence], label2id: dict[str, int], max_len: int) -> list[dict]:
@@ -138,11 +130,14 @@ def train_token_classifier(
     max_minutes: float = 25.0,
     seed: int = 0,
     threads: int | None = None,
+    context: int = 0,
 ) -> TokenTrainResult:
     """Fine-tune ``base_model`` (default: packaged all-MiniLM-L6-v2) as an IOB tagger.
 
     Stops after ``epochs`` or when ``max_minutes`` have passed (checked after each epoch
     and every 50 steps); the best epoch on ``dev_data`` is saved to ``output`` in fp16.
+    ``context`` > 0 trains and selects on consecutive sentences packed into pieces of at most
+    that many sub-tokens (:func:`pack_context`) instead of single sentences.
     """
     import random
 
@@ -165,7 +160,11 @@ def train_token_classifier(
     model = AutoModelForTokenClassification.from_pretrained(
         str(base_model), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
-    feats = _encode(tok, train_s, label2id, 160)
+    if context:
+        train_s, dev_eval = pack_context(tok, train_s, context), pack_context(tok, dev_s, context)
+    else:
+        dev_eval = dev_s
+    feats = _encode(tok, train_s, label2id, max(160, context + 2))
     steps = epochs * ((len(feats) + batch_size - 1) // batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, int(0.06 * steps), steps)
@@ -188,8 +187,8 @@ def train_token_classifier(
         tagger = TokenTagger.__new__(TokenTagger)
         tagger.tokenizer, tagger.model, tagger.device = tok, model, "cpu"
         tagger.id2label = dict(enumerate(labels))
-        pred = tagger.tag([list(s.tokens) for s in dev_s])
-        f1 = float(f1_score([list(s.tags) for s in dev_s], pred))
+        pred = tagger.tag([list(s.tokens) for s in dev_eval])
+        f1 = float(f1_score([list(s.tags) for s in dev_eval], pred))
         history.append({"epoch": ep, "dev_f1": f1, "minutes": (time.monotonic() - t0) / 60})
         log.info("epoch %d dev F1 %.4f", ep, f1)
         if f1 > best:
@@ -201,7 +200,8 @@ def train_token_classifier(
             log.info("time box reached after epoch %d", ep)
             break
     (out / "clinrag_training.json").write_text(json.dumps({"history": history, "best_epoch": best_epoch,
-                                                           "lr": lr, "batch_size": batch_size, "seed": seed}, indent=2))
+                                                           "lr": lr, "batch_size": batch_size, "seed": seed,
+                                                           "context": context}, indent=2))
     return TokenTrainResult(out, best, ep, best_epoch)
 
 
