@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -28,9 +27,9 @@ from clinrag.indexing.filters import Filters
 from clinrag.indexing.manifest import MANIFEST, Manifest, fsync_dir, read_manifest, write_manifest
 from clinrag.indexing.store import ENTITIES_JSON, LanceStore
 from clinrag.indexing.writer import Transaction, WriteStats
-from clinrag.ner.schema import Entity
 from clinrag.retrieval.base import Hit, Retriever, Scored
-from clinrag.retrieval.bm25 import BM25Retriever
+from clinrag.retrieval.factory import build_retriever
+from clinrag.retrieval.rows import HIT_COLUMNS, document_from_row, hit_from_row, row_entities
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -225,37 +224,8 @@ class Engine:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
         if mode in self._retrievers:
             return self._retrievers[mode]
-        retriever: Retriever
-        if mode == "lexical":
-            if self.manifest.bm25_dir is None:
-                raise ConfigError(f"{self.root} has no lexical index; add records to build it")
-            retriever = BM25Retriever.load(self.root / self.manifest.bm25_dir, self.config)
-        elif self.config.text_model is None:
-            raise ConfigError(f"search mode {mode!r} needs a multi-vector text model, and {self.root} "
-                              "was built without one; use --mode lexical or rebuild the index with --text-model")
-        elif mode == "late" and self.config.late_backend == "lancedb":
-            from clinrag.retrieval.lance_mv import LanceMultiVectorRetriever
-
-            retriever = LanceMultiVectorRetriever(self.store.table("chunks"), self.encoder, vector_column="vectors")
-        elif mode == "late":
-            if self.manifest.mv_dir is None or self.manifest.codec_dir is None:
-                raise ConfigError(f"{self.root} has no multi-vector index yet; add records to build it")
-            from clinrag.indexing.multivector import MultiVectorIndex, TokenCompressor
-            from clinrag.retrieval.late import LateRetriever
-
-            encoder = self.encoder
-            if encoder is None:  # pragma: no cover - text_model is set here
-                raise ConfigError("no text model")
-            comp = TokenCompressor.load(self.root / self.manifest.codec_dir)
-            retriever = LateRetriever(MultiVectorIndex.load(self.root / self.manifest.mv_dir), comp.codec, encoder,
-                                      query_transform=comp.project if comp.projection is not None else None,
-                                      params=self.late_params)
-        else:
-            from clinrag.retrieval.hybrid import HybridRetriever
-
-            w = self.config.hybrid_weight
-            retriever = HybridRetriever([self.retriever("lexical"), self.retriever("late")], weights=[1 - w, w],
-                                        method=self.config.hybrid_method)
+        retriever = build_retriever(mode, self.root, self.manifest, store=lambda: self.store,
+                                    encoder=lambda: self.encoder, late_params=self.late_params, sub=self.retriever)
         self._retrievers[mode] = retriever
         return retriever
 
@@ -307,12 +277,12 @@ class Engine:
             return [[] for _ in queries]
         boost = entity_boost > 0 and self.store.has_entities
         ranked = self.rank(queries, max(k, 50) if boost else k, allowed, mode=mode, unique_docs=unique_docs)
-        columns = _HIT_COLUMNS + (ENTITIES_JSON,) if self.store.has_entities else _HIT_COLUMNS
+        columns = HIT_COLUMNS + (ENTITIES_JSON,) if self.store.has_entities else HIT_COLUMNS
         rows = self.store.fetch("chunks", [s.chunk_id for r in ranked for s in r], columns)
         if boost:
             ranked = self._entity_rerank(queries, ranked, rows, entity_boost, k)
         name = self.retriever(mode).name
-        return [[_hit(rows[s.chunk_id], s, rank, name) for rank, s in enumerate(r, 1) if s.chunk_id in rows]
+        return [[hit_from_row(rows[s.chunk_id], s, rank, name) for rank, s in enumerate(r, 1) if s.chunk_id in rows]
                 for r in ranked]
 
     def _entity_rerank(self, queries: Sequence[str], ranked: list[list[Scored]], rows: Mapping[str, Any],
@@ -322,7 +292,7 @@ class Engine:
         from clinrag.retrieval.entity_boost import entity_boost
 
         ner = get_model("ner", self.config.ner_model or "default", load_pipeline)
-        chunk_ents = {cid: _entities(row) for cid, row in rows.items()}
+        chunk_ents = {cid: row_entities(row) for cid, row in rows.items()}
         return [entity_boost(r, q_ents, chunk_ents, weight)[:k]
                 for r, q_ents in zip(ranked, ner.pipe(list(queries)), strict=True)]
 
@@ -334,23 +304,10 @@ class Engine:
         retriever = self.retriever(mode)
         if not unique_docs:
             return retriever.search(queries, k, allowed)
+        from clinrag.retrieval.unique_docs import rank_unique_docs
+
         total = len(allowed) if allowed is not None else self.manifest.counts.get("chunks", 0)
-        doc_of = self.chunk_doc_map()
-        out: list[list[Scored]] = [[] for _ in queries]
-        todo = list(range(len(queries)))
-        depth = max(4 * k, 50)
-        while todo:
-            results = retriever.search([queries[i] for i in todo], depth, allowed)
-            again = []
-            for qi, res in zip(todo, results, strict=True):
-                best: dict[str, Scored] = {}
-                for s in res:
-                    best.setdefault(doc_of.get(s.chunk_id, s.chunk_id), s)
-                out[qi] = list(best.values())[:k]
-                if len(best) < k and len(res) >= depth and depth < total:
-                    again.append(qi)
-            todo, depth = again, depth * 4
-        return out
+        return rank_unique_docs(retriever, queries, k, allowed, total=total, doc_of=self.chunk_doc_map())
 
     def chunk_doc_map(self) -> dict[str, str]:
         """``{chunk_id: doc_id}`` for every chunk (loaded once per open engine)."""
@@ -363,35 +320,26 @@ class Engine:
     def documents(self, ids: Sequence[str]) -> list[Document]:
         """Full documents by id, in the order given (unknown ids are skipped)."""
         rows = self.store.fetch("documents", ids)
-        return [_document(rows[i]) for i in ids if i in rows]
+        return [document_from_row(rows[i]) for i in ids if i in rows]
 
     def info(self) -> IndexInfo:
         return IndexInfo(str(self.root), dict(self.manifest.counts), self.manifest.to_dict())
 
-    # -- images -------------------------------------------------------------------------------------
+    # -- images (steps in clinrag.retrieval.image_search) -----------------------------------------
     @property
     def image_encoder(self) -> ImageEncoder:
         """The index's image model (loaded once); ConfigError saying what to do when it has none."""
+        from clinrag.retrieval.image_search import check_image_encoder, no_image_model_error
+
         name = self.config.image_model
         if name is None:
-            raise ConfigError(
-                f"{self.root} was built without an image model, so it cannot search by image similarity "
-                f"(its {self.manifest.counts.get('images', 0)} images are indexed by metadata and linked notes: "
-                "search those with a text query, e.g. --kind image-note). To search images, rebuild the index "
-                "with an image model: `clinrag index SOURCES --index DIR --overwrite --image-model "
-                "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224` (or ARCH@CHECKPOINT, a saved "
-                "open_clip or transformers CLIP folder)")
+            raise no_image_model_error(self.root, self.manifest.counts.get("images", 0))
         if self._image_encoder is None:
             from clinrag.indexing.image_encoders import get_image_encoder
 
             self._image_encoder = get_image_encoder(name)
-        built = self.manifest.models.get("image")
-        if built is not None and self._image_encoder.name != built:
-            raise IndexMismatchError(f"{self.root} was built with the image model {built!r}, not "
-                                     f"{self._image_encoder.name!r}; rebuild the index with --overwrite")
-        if self.store.image_dim != self._image_encoder.dim:
-            raise IndexMismatchError(f"{self.root} stores {self.store.image_dim}-d image embeddings but {name!r} "
-                                     f"gives {self._image_encoder.dim}-d ones; rebuild the index with --overwrite")
+        check_image_encoder(self.root, name, self.manifest.models.get("image"), self.store.image_dim,
+                            self._image_encoder)
         return self._image_encoder
 
     def image_index(self) -> ImageIndex:
@@ -403,27 +351,15 @@ class Engine:
             self._image_index = ImageIndex.from_store(self.store)
         return self._image_index
 
-    def _image_query(self, query: str | None, image: str | os.PathLike[str] | None, vector: Any = None) -> Any:
-        if vector is not None and query is None and image is None:
-            return vector
-        if (query is None) == (image is None) or vector is not None:
-            raise ConfigError("give one of a text query, an image (path) or a query vector")
-        if image is not None:
-            from clinrag.data.images import load_image
-
-            return self.image_encoder.encode_images([load_image(Path(image))])
-        return self.image_encoder.encode_texts([str(query)])
-
     def _image_ranking(self, query: str | None, image: str | os.PathLike[str] | None, k: int,
                        filters: FilterLike, vector: Any = None) -> list[Scored]:
+        from clinrag.retrieval.image_search import allowed_images, image_query
+
         if k <= 0:
             raise ConfigError(f"k must be positive, got {k}")
-        q = self._image_query(query, image, vector)
+        q = image_query(lambda: self.image_encoder, query, image, vector)
         index = self.image_index()
-        sql = Filters.coerce(filters).to_sql(table="images")
-        allowed = None if sql is None else frozenset(
-            self.store.scan("images", ["image_id"], sql).column("image_id").to_pylist())
-        return index.search(q, k, allowed)[0]
+        return index.search(q, k, allowed_images(self.store, filters))[0]
 
     def search_images(self, query: str | None = None, *, image: str | os.PathLike[str] | None = None, k: int = 10,
                       filters: FilterLike = None, vector: Any = None) -> list[ImageHit]:
@@ -438,16 +374,10 @@ class Engine:
                            depth: int = 50) -> list[Hit]:
         """Image -> text: the notes (chunks) linked to the images most similar to ``image``; each hit's
         score is its image's similarity and ``metadata['via_image']`` names that image."""
-        from dataclasses import replace
-
-        from clinrag.retrieval.images import note_ranking
+        from clinrag.retrieval.image_search import note_hits
 
         ranked = self._image_ranking(None, image, max(depth, k), filters)
-        allowed = self.allowed_chunks(filters)
-        scored, via = note_ranking(self.store, ranked, k, allowed)
-        rows = self.store.fetch("chunks", [s.chunk_id for s in scored], _HIT_COLUMNS)
-        hits = [_hit(rows[s.chunk_id], s, rank, "image") for rank, s in enumerate(scored, 1) if s.chunk_id in rows]
-        return [replace(h, metadata={**h.metadata, "via_image": via[h.chunk_id]}) for h in hits]
+        return note_hits(self.store, ranked, k, self.allowed_chunks(filters))
 
     def search_multimodal(self, query: str | None = None, *, image: str | os.PathLike[str] | None = None,
                           k: int = 10, filters: FilterLike = None, mode: str | None = None,
@@ -457,10 +387,7 @@ class Engine:
         A text query fuses text search (``mode``) with text -> image search; an image query fuses
         image -> text with image -> image. Each hit's ``stage_scores`` keep the unfused scores.
         """
-        from dataclasses import replace
-
-        from clinrag.retrieval.fusion import fuse
-        from clinrag.retrieval.images import image_hits
+        from clinrag.retrieval.image_search import fuse_text_and_images
 
         if not 0.0 <= image_weight <= 1.0:
             raise ConfigError(f"image_weight must be in [0, 1], got {image_weight}")
@@ -470,18 +397,7 @@ class Engine:
             text_hits = self.search_image_notes(image, n, filters, depth=n)
         else:
             text_hits = self.search(str(query), n, filters, mode=mode)
-        text_ranked = [Scored(h.chunk_id, h.score) for h in text_hits]
-        fused = fuse([text_ranked, img_ranked], method=method, weights=[1 - image_weight, image_weight], k=k)
-        by_id: dict[str, Hit] = {h.chunk_id: h for h in text_hits}
-        by_id.update({h.chunk_id: h for h in image_hits(self.store, [s for s in img_ranked
-                                                                     if s.chunk_id in {f.chunk_id for f in fused}])})
-        out: list[Hit] = []
-        for rank, f in enumerate((f for f in fused if f.chunk_id in by_id), 1):
-            h = by_id[f.chunk_id]
-            stages = dict(h.stage_scores)
-            stages["fused"] = f.score
-            out.append(replace(h, score=f.score, rank=rank, stage_scores=stages))
-        return out
+        return fuse_text_and_images(self.store, text_hits, img_ranked, k=k, method=method, image_weight=image_weight)
 
     # -- systematic reviews (clinrag.review) --------------------------------------------------------
     def review(self, protocol: ReviewProtocol | str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None,
@@ -545,44 +461,9 @@ class Engine:
     def memory(self, patient_id: str) -> PatientMemory:
         """The patient's memory (problems, medications, allergies, last labs, encounters; each line citing
         record ids), as kept up to date by every write. Raises PatientNotFoundError for an unknown patient."""
-        from clinrag.errors import PatientNotFoundError
-        from clinrag.indexing.memory import MEMORY_COLUMNS, PatientMemory, load_memory, rows_from_table, summarize
-        from clinrag.indexing.store import sql_in
+        from clinrag.indexing.memory import read_patient_memory
 
-        stored = load_memory(self.root, self.manifest.memory_dir) if self.manifest.memory_dir else None
-        if stored is not None and patient_id in stored:
-            return PatientMemory.from_dict(stored[patient_id])
-        rows = rows_from_table(self.store.scan("documents", list(MEMORY_COLUMNS), sql_in("patient_id", [patient_id]))
-                               .to_pylist()).get(patient_id)
-        if not rows:
-            raise PatientNotFoundError(f"{self.root} has no records of patient {patient_id!r}; "
-                                       "list patients with `clinrag search ... --json` or check the id")
-        return summarize(patient_id, rows)
-
-
-_HIT_COLUMNS = ("chunk_id", "doc_id", "text", "title", "section", "source", "kind", "patient_id", "encounter_id",
-                "timestamp", "meta_json")
-
-
-def _hit(row: Mapping[str, Any], s: Scored, rank: int, stage: str) -> Hit:
-    return Hit(
-        chunk_id=row["chunk_id"], doc_id=row["doc_id"], score=s.score, text=row["text"], rank=rank,
-        title=row["title"] or "", section=row["section"] or "", source=row["source"] or "",
-        kind=row["kind"] or "", patient_id=row["patient_id"], encounter_id=row["encounter_id"],
-        timestamp=row["timestamp"], metadata=json.loads(row["meta_json"] or "{}"),
-        stage_scores=dict(s.stages) if s.stages else {stage: s.score}, entities=tuple(_entities(row)),
-    )
-
-
-def _entities(row: Mapping[str, Any]) -> list[Entity]:
-    raw = row.get(ENTITIES_JSON)
-    return [Entity.from_dict(d) for d in json.loads(raw)] if raw else []
-
-
-def _document(row: Mapping[str, Any]) -> Document:
-    return Document(id=row["doc_id"], text=row["text"], title=row["title"] or "", source=row["source"] or "",
-                    kind=row["kind"] or "document", patient_id=row["patient_id"], timestamp=row["timestamp"],
-                    encounter_id=row["encounter_id"], metadata=json.loads(row["meta_json"] or "{}"))
+        return read_patient_memory(self.root, self.manifest.memory_dir, self.store, patient_id)
 
 
 def _swap_in(new: Path, target: Path) -> None:

@@ -36,10 +36,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clinrag.errors import IndexFormatError
+from clinrag.errors import IndexFormatError, PatientNotFoundError
 from clinrag.indexing.manifest import atomic_write_text
+
+if TYPE_CHECKING:
+    from clinrag.indexing.store import LanceStore
 
 MEMORY_FORMAT_VERSION = 1
 MEMORY_FILE = "memory.json"
@@ -335,6 +338,22 @@ def load_memory(root: Path, memory_dir: str | None) -> dict[str, dict[str, Any]]
     return dict(data["patients"])
 
 
+def read_patient_memory(root: Path, memory_dir: str | None, store: LanceStore, patient_id: str) -> PatientMemory:
+    """A patient's memory: the stored one, else summarised from the patient's document rows in ``store``.
+    Raises PatientNotFoundError for a patient with no records."""
+    from clinrag.indexing.store import sql_in
+
+    stored = load_memory(root, memory_dir) if memory_dir else None
+    if stored is not None and patient_id in stored:
+        return PatientMemory.from_dict(stored[patient_id])
+    rows = rows_from_table(store.scan("documents", list(MEMORY_COLUMNS), sql_in("patient_id", [patient_id]))
+                           .to_pylist()).get(patient_id)
+    if not rows:
+        raise PatientNotFoundError(f"{root} has no records of patient {patient_id!r}; "
+                                   "list patients with `clinrag search ... --json` or check the id")
+    return summarize(patient_id, rows)
+
+
 def save_memory(root: Path, patients: Mapping[str, Mapping[str, Any]]) -> str:
     """Write a new ``memory-<id>/memory.json`` under ``root`` (temp file + rename); returns its name."""
     name = f"memory-{uuid.uuid4().hex[:12]}"
@@ -360,5 +379,5 @@ def update_memory(old: Mapping[str, Mapping[str, Any]], touched: Sequence[str],
     return new
 
 
-__all__ = ["MEMORY_COLUMNS", "MemoryLine", "PatientMemory", "load_memory", "rows_from_table", "save_memory",
-           "summarize", "update_memory"]
+__all__ = ["MEMORY_COLUMNS", "MemoryLine", "PatientMemory", "load_memory", "read_patient_memory", "rows_from_table",
+           "save_memory", "summarize", "update_memory"]
