@@ -26,6 +26,9 @@ class IndexConfig:
     defaults to PLAID's rule (a power of two near ``16 * sqrt(tokens)``). ``hybrid`` search fuses
     min-max normalised scores, ``hybrid_weight`` for late interaction and the rest for BM25
     (0.8: on the PubMedQA tasks BM25 adds little and equal weights lose to late interaction alone).
+    BM25 tokens are lower-cased words without English stopwords, stemmed with PyStemmer's
+    ``bm25_stemmer`` (``"english"``; ``None`` turns stemming off: on the PubMedQA MeSH-topic task
+    stemming raises BM25's nDCG@10 from 0.392 to 0.422).
     ``late_backend="lancedb"`` stores uncompressed token vectors in LanceDB's native multivector
     column and lets LanceDB score MaxSim (flat, exact, slower, larger), for comparison.
 
@@ -47,7 +50,7 @@ class IndexConfig:
     chunk_overlap_words: int = 30
     split_sections: bool = True
     bm25_stopwords: str = "en"
-    bm25_stemmer: str | None = None
+    bm25_stemmer: str | None = "english"
     bm25_k1: float = 1.5
     bm25_b: float = 0.75
     default_mode: str | None = None
@@ -119,6 +122,9 @@ class LateParams:
     ``nprobe`` centroids are probed per query token; at most ``ncandidates`` chunks survive
     centroid-interaction pruning (default as colbert-ai's PLAID: 256 for k <= 10, 1024 for
     k <= 100, else 4k); ``exhaustive`` scores every admitted chunk exactly.
+    ``feedback_docs`` > 0 turns on pseudo-relevance feedback for ``late`` and ``hybrid`` search
+    (:mod:`clinrag.retrieval.feedback`): the top 100 chunks are re-scored by their closeness to the
+    ``feedback_docs`` best, with ``feedback_weight``.
     """
 
     nprobe: int = 8
@@ -126,10 +132,14 @@ class LateParams:
     centroid_pruning: bool = True
     exhaustive: bool = False
     block_tokens: int = 1 << 20
+    feedback_docs: int = 0
+    feedback_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.nprobe < 1 or (self.ncandidates is not None and self.ncandidates < 1):
             raise ConfigError("nprobe and ncandidates must be positive")
+        if self.feedback_docs < 0 or self.feedback_weight < 0:
+            raise ConfigError("feedback_docs and feedback_weight must be >= 0")
 
     def candidates(self, k: int) -> int:
         """How many chunks survive pruning for a top-``k`` search (never fewer than ``k``)."""

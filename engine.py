@@ -69,7 +69,7 @@ class Engine:
         self.manifest = manifest
         self._encoder = encoder
         self._store: LanceStore | None = None
-        self._retrievers: dict[str, Retriever] = {}
+        self._retrievers: dict[tuple[str, LateParams], Retriever] = {}
         self._chunk_doc: dict[str, str] | None = None
         self.late_params = LateParams()
         self._image_encoder: ImageEncoder | None = None
@@ -222,11 +222,12 @@ class Engine:
         mode = mode or self.config.mode
         if mode not in SEARCH_MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
-        if mode in self._retrievers:
-            return self._retrievers[mode]
+        key = (mode, self.late_params)  # search settings may change between searches
+        if key in self._retrievers:
+            return self._retrievers[key]
         retriever = build_retriever(mode, self.root, self.manifest, store=lambda: self.store,
                                     encoder=lambda: self.encoder, late_params=self.late_params, sub=self.retriever)
-        self._retrievers[mode] = retriever
+        self._retrievers[key] = retriever
         return retriever
 
     def allowed_chunks(self, filters: FilterLike) -> frozenset[str] | None:

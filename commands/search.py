@@ -36,6 +36,8 @@ def search(
     docs: Annotated[bool, typer.Option("--docs", help="Best chunk per document only.")] = False,
     nprobe: Annotated[int | None, typer.Option(help="Late interaction: centroids probed per query token.")] = None,
     exhaustive: Annotated[bool, typer.Option(help="Late interaction: score every chunk exactly.")] = False,
+    feedback: Annotated[int, typer.Option(help=(
+        "Late/hybrid: pseudo-relevance feedback from the N best chunks (topic-style queries; 0: off)."))] = 0,
     entity: Annotated[list[str] | None, typer.Option(help=(
         "Only chunks mentioning this entity (repeatable: any of; index built with --ner)."))] = None,
     label: Annotated[list[str] | None, typer.Option(help=(
@@ -77,11 +79,11 @@ def search(
                               contact_sheet=contact_sheet, json_out=json_out)
                 return
             query = query or ""
-            if exhaustive or nprobe:
+            if exhaustive or nprobe or feedback:
                 from dataclasses import replace
 
                 engine.late_params = replace(engine.late_params, exhaustive=exhaustive,
-                                             nprobe=nprobe or engine.late_params.nprobe)
+                                             nprobe=nprobe or engine.late_params.nprobe, feedback_docs=feedback)
             hits = engine.search(query, k=max(k, 20) if rerank else k, filters=filters, mode=mode, unique_docs=docs,
                                  entity_boost=entity_boost, temporal=not no_temporal and not rerank, recency=recency)
             if rerank:

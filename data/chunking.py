@@ -17,12 +17,22 @@ without surrounding whitespace), and together they cover every non-whitespace ch
 [('hpi', 'HPI: cough for 3 days.', (0, 22)), ('plan', 'Plan: rest, fluids.', (23, 42))]
 >>> [c.text for c in chunk_document(Document(id="x", text="a b c d e f"), max_words=4, overlap_words=1)]
 ['a b c d', 'd e f']
+
+A token budget keeps every chunk within what the text model reads: with ``max_tokens`` and a
+``count_tokens`` function (e.g. the model's tokenizer), a window that has too many tokens is
+cut shorter (biomedical words often take several word pieces, so 180 words can exceed 256):
+
+>>> n = lambda t: 2 * len(t.split())  # every word two tokens
+>>> [c.text for c in chunk_document(Document(id="x", text="a b c d e f"), max_words=4, overlap_words=1,
+...                                 max_tokens=6, count_tokens=n)]
+['a b c', 'c d e', 'e f']
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from collections.abc import Callable
 
 from clinrag.data.schema import Chunk, Document
 from clinrag.errors import ConfigError
@@ -96,22 +106,29 @@ def _segments(doc: Document) -> list[tuple[str, int, int, int]]:
     return segs
 
 
-def _windows(a: int, b: int, max_words: int, overlap: int) -> list[tuple[int, int]]:
-    if b - a <= max_words:
-        return [(a, b)]
-    step = max_words - overlap
-    out = []
-    for s in range(a, b, step):
+def _windows(a: int, b: int, max_words: int, overlap: int,
+             fits: Callable[[int, int], bool] | None = None) -> list[tuple[int, int]]:
+    """Word windows ``[s, e)`` covering ``[a, b)``: at most ``max_words`` words with ``overlap``
+    words shared by neighbours; ``fits(s, e)`` false shrinks a window (never below one word)."""
+    out: list[tuple[int, int]] = []
+    s = a
+    while s < b:
         e = min(s + max_words, b)
+        if fits is not None:
+            while e - s > 1 and not fits(s, e):
+                e = s + max(1, (e - s) * 9 // 10)
         out.append((s, e))
-        if e == b:
+        if e >= b:
             break
+        s = max(e - min(overlap, (e - s) // 2), s + 1)
     return out
 
 
 def chunk_document(doc: Document, *, max_words: int = 180, overlap_words: int = 30,
-                   split_sections: bool = True) -> list[Chunk]:
-    """Split ``doc`` into chunks of at most ``max_words`` words (see the module docstring)."""
+                   split_sections: bool = True, max_tokens: int | None = None,
+                   count_tokens: Callable[[str], int] | None = None) -> list[Chunk]:
+    """Split ``doc`` into chunks of at most ``max_words`` words, and of at most ``max_tokens``
+    tokens by ``count_tokens`` when both are given (see the module docstring)."""
     if max_words < 1 or not 0 <= overlap_words < max_words:
         raise ConfigError(f"need max_words >= 1 and 0 <= overlap_words < max_words, got {max_words}, {overlap_words}")
     text = doc.text
@@ -147,9 +164,13 @@ def chunk_document(doc: Document, *, max_words: int = 180, overlap_words: int = 
             else:
                 packed.append(list(piece))
         pieces = packed
+    fits = None
+    if max_tokens is not None and count_tokens is not None:
+        def fits(s: int, e: int) -> bool:
+            return count_tokens(text[spans[s][0]:spans[e - 1][1]]) <= max_tokens
     chunks: list[Chunk] = []
     for name, a, b in pieces:
-        for s, e in _windows(a, b, max_words, overlap_words):
+        for s, e in _windows(a, b, max_words, overlap_words, fits):
             lo, hi = spans[s][0], spans[e - 1][1]
             chunks.append(Chunk.make(doc, text[lo:hi], position=len(chunks), span=(lo, hi), section=name))
     return chunks

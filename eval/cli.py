@@ -38,6 +38,8 @@ def eval_retrieval(
     dim: Annotated[int | None, typer.Option(help="PCA dimension of token vectors (late/hybrid).")] = None,
     nbits: Annotated[list[int] | None, typer.Option(help="Residual bits (repeatable: 1, 2, 4).")] = None,
     chunk_words: Annotated[int | None, typer.Option(help="Maximum words per chunk.")] = None,
+    feedback: Annotated[list[str] | None, typer.Option(help=(
+        "Also run late/hybrid with pseudo-relevance feedback DOCS:WEIGHT, e.g. 5:1 (repeatable)."))] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results JSON here.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -45,8 +47,15 @@ def eval_retrieval(
     from clinrag.eval.runner import evaluate_modes
 
     try:
+        fb = []
+        for spec in feedback or []:
+            docs, _, weight = spec.partition(":")
+            try:
+                fb.append((int(docs), float(weight or 1.0)))
+            except ValueError:
+                raise typer.BadParameter(f"--feedback takes DOCS:WEIGHT such as 5:1, not {spec!r}") from None
         results = evaluate_modes(task, data, modes=mode or ["lexical"], text_model=text_model, dim=dim,
-                                 nbits=nbits or [2], chunk_words=chunk_words)
+                                 nbits=nbits or [2], chunk_words=chunk_words, feedback=fb)
     except ClinragError as exc:
         _fail(exc)
         return

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinrag.config import IndexConfig
+from clinrag.config import IndexConfig, LateParams
 from clinrag.engine import Engine
 from clinrag.eval.metrics import DEFAULT_METRICS, evaluate
 from clinrag.eval.tasks import RetrievalTask, load_task
@@ -45,8 +45,10 @@ class RetrievalResult:
 
 def run_task(task: RetrievalTask, *, mode: str = "lexical", depth: int = 100,
              metrics: Sequence[str] = DEFAULT_METRICS, config: IndexConfig | None = None,
-             engine: Engine | None = None, label: str = "", index_seconds: float = 0.0) -> RetrievalResult:
-    """Index ``task.documents`` (unless an ``engine`` is given) and score ``mode`` on its queries."""
+             engine: Engine | None = None, label: str = "", index_seconds: float = 0.0,
+             late_params: LateParams | None = None) -> RetrievalResult:
+    """Index ``task.documents`` (unless an ``engine`` is given) and score ``mode`` on its queries
+    (``late_params``: search settings of late/hybrid, e.g. pseudo-relevance feedback)."""
     with tempfile.TemporaryDirectory(prefix="clinrag-eval-") as tmp:
         t0 = time.perf_counter()
         own = engine is None
@@ -56,6 +58,9 @@ def run_task(task: RetrievalTask, *, mode: str = "lexical", depth: int = 100,
         if own:
             index_seconds = time.perf_counter() - t0
         qids = list(task.queries)
+        saved = engine.late_params
+        if late_params is not None:
+            engine.late_params = late_params
         t1 = time.perf_counter()
         if mode in BASELINES:
             from clinrag.eval.baselines import run_baseline
@@ -64,6 +69,7 @@ def run_task(task: RetrievalTask, *, mode: str = "lexical", depth: int = 100,
         else:
             ranked = engine.rank([task.queries[q] for q in qids], depth, mode=mode, unique_docs=True)
         seconds = time.perf_counter() - t1
+        engine.late_params = saved
         doc_of = engine.chunk_doc_map()
         run = {q: {doc_of[s.chunk_id]: s.score for s in res} for q, res in zip(qids, ranked, strict=True)}
         scores = evaluate(task.qrels, run, metrics)
@@ -80,12 +86,14 @@ BASELINES = ("late-exact", "dense")
 
 def evaluate_modes(task_name: str, data: str | Path, *, modes: Sequence[str], text_model: str = "default",
                    dim: int | None = None, nbits: Sequence[int] = (2,), chunk_words: int | None = None,
-                   depth: int = 100, metrics: Sequence[str] = DEFAULT_METRICS) -> list[RetrievalResult]:
+                   depth: int = 100, metrics: Sequence[str] = DEFAULT_METRICS,
+                   feedback: Sequence[tuple[int, float]] = ()) -> list[RetrievalResult]:
     """Evaluate several modes on one task, building each index once.
 
     ``lexical`` runs on a BM25-only index; ``late`` and ``hybrid`` once per ``nbits`` on an
     index with ``text_model``; the baselines ``late-exact`` and ``dense`` encode the same
-    chunks without compression.
+    chunks without compression. Each ``(docs, weight)`` of ``feedback`` adds a run of ``late`` and
+    ``hybrid`` with pseudo-relevance feedback (:mod:`clinrag.retrieval.feedback`).
     """
     task = load_task(task_name, data)
     base = TASK_CONFIG if chunk_words is None else TASK_CONFIG.with_(chunk_max_words=chunk_words)
@@ -109,6 +117,12 @@ def evaluate_modes(task_name: str, data: str | Path, *, modes: Sequence[str], te
                 label = f"{model}" + ("" if mode in BASELINES else f", {bits}-bit") + (f", dim {dim}" if dim else "")
                 results.append(run_task(task, mode=mode, depth=depth, metrics=metrics, engine=engine, label=label,
                                         index_seconds=build))
+                if mode in ("late", "hybrid"):
+                    for docs, weight in feedback:
+                        results.append(run_task(
+                            task, mode=mode, depth=depth, metrics=metrics, engine=engine, index_seconds=build,
+                            label=f"{label}, feedback {docs} x {weight:g}",
+                            late_params=LateParams(feedback_docs=docs, feedback_weight=weight)))
             engine.close()
     return results
 

@@ -7,7 +7,9 @@ The directory holds bm25s's own files (sparse matrix ``.npy`` + vocab JSON),
 >>> d = pathlib.Path(tempfile.mkdtemp()) / "bm25"
 >>> build_bm25(d, ["a", "b"], ["aspirin and heart disease", "soil bacteria"], IndexConfig())
 2
->>> tokenize(["Aspirin lowers the risk"], IndexConfig())
+>>> tokenize(["Aspirin lowers the risk"], IndexConfig())  # English stopwords and stemmer by default
+[['aspirin', 'lower', 'risk']]
+>>> tokenize(["Aspirin lowers the risk"], IndexConfig(bm25_stemmer=None))
 [['aspirin', 'lowers', 'risk']]
 """
 

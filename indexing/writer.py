@@ -32,6 +32,7 @@ from clinrag.config import IndexConfig
 from clinrag.data.chunking import chunk_document
 from clinrag.data.schema import Chunk, Document, ImageRecord
 from clinrag.errors import IndexLockedError
+from clinrag.indexing.encoders import document_budget
 from clinrag.indexing.lexical import bm25_model_id, build_bm25
 from clinrag.indexing.manifest import Manifest, atomic_write_text, dir_checksums, write_manifest
 from clinrag.indexing.multivector import TokenCompressor, build_multivector
@@ -195,6 +196,8 @@ class Transaction:
         replace_img: list[str] = []
         n_pending = 0
         cfg = self.config
+        # chunks never exceed what the text model reads (the LanceDB multivector backend too)
+        budget = document_budget(self.encoder) if self.encoder is not None else None
 
         def flush() -> None:
             nonlocal n_pending
@@ -229,7 +232,9 @@ class Transaction:
                 st[state] += 1
                 if state != "unchanged":
                     cs = chunk_document(rec, max_words=cfg.chunk_max_words,
-                                        overlap_words=cfg.chunk_overlap_words, split_sections=cfg.split_sections)
+                                        overlap_words=cfg.chunk_overlap_words, split_sections=cfg.split_sections,
+                                        max_tokens=budget[0] if budget else None,
+                                        count_tokens=budget[1] if budget else None)
                     if rec.id in docs:  # repeated within this batch: the earlier version never lands
                         st["chunks"] -= len(docs[rec.id][1])
                     docs[rec.id] = (rec, cs)

@@ -45,6 +45,21 @@ def build_retriever(mode: str, root: Path, manifest: Manifest, *, store: Callabl
         from clinrag.retrieval.lance_mv import LanceMultiVectorRetriever
 
         return LanceMultiVectorRetriever(store().table("chunks"), encoder(), vector_column="vectors")
+    if late_params.feedback_docs and mode in ("late", "hybrid"):
+        if config.late_backend == "lancedb":
+            raise ConfigError("pseudo-relevance feedback reads the compressed token vectors; the lancedb "
+                              "late backend has none (use the default plaid backend)")
+        from dataclasses import replace
+
+        from clinrag.retrieval.feedback import FeedbackRetriever, PseudoFeedback
+
+        plain = replace(late_params, feedback_docs=0)
+        late = build_retriever("late", root, manifest, store=store, encoder=encoder, late_params=plain, sub=sub)
+        base = late if mode == "late" else build_retriever(
+            "hybrid", root, manifest, store=store, encoder=encoder, late_params=plain,
+            sub=lambda m: late if m == "late" else sub(m))
+        return FeedbackRetriever(base, late, PseudoFeedback(late_params.feedback_docs,
+                                                            late_params.feedback_weight))
     if mode == "late":
         if manifest.mv_dir is None or manifest.codec_dir is None:
             raise ConfigError(f"{root} has no multi-vector index yet; add records to build it")

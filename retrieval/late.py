@@ -115,6 +115,22 @@ class LateRetriever:
                         for s, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)])
         return out
 
+    def mean_vectors(self, chunk_ids: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The normalised mean of each chunk's (decompressed) token vectors, for feedback."""
+        pos = self._positions()
+        rows = np.asarray(sorted({pos[c] for c in chunk_ids if c in pos}), dtype=np.int64)
+        if not len(rows):
+            return {}
+        tok, local = self.mv.token_rows(rows)
+        D = self.codec.decompress(np.asarray(self.mv.codes[tok]), np.asarray(self.mv.residuals[tok]),
+                                  device=self.device).float()
+        seg = torch.repeat_interleave(torch.arange(len(rows), device=self.device),
+                                      torch.as_tensor(np.diff(local), device=self.device))
+        sums = torch.zeros(len(rows), D.shape[1], device=self.device).index_add_(0, seg, D)
+        means = torch.nn.functional.normalize(sums, dim=-1).cpu()
+        ids = self.mv.chunk_ids
+        return {str(ids[r]): means[i] for i, r in enumerate(rows.tolist())}
+
     # -- candidate generation -----------------------------------------------------------------------
     def _candidates(self, cscores: torch.Tensor, rows_allowed: np.ndarray | None, k: int) -> np.ndarray:
         """Sorted candidate rows of one query from its tokens' centroid scores ``cscores`` (``Lq x C``)."""

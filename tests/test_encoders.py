@@ -230,16 +230,26 @@ def plain_hf(tmp_path_factory):
     return folder, tok, model
 
 
-def test_hf_encoder_skips_special_and_punctuation_tokens(plain_hf):
+def test_hf_encoder_skips_punctuation_keeps_markers(plain_hf):
     folder, tok, model = plain_hf
     assert detect_format(folder) == "hf"
     enc = load_token_encoder(str(folder))
     assert isinstance(enc, HFTokenEncoder) and enc.dim == HIDDEN
     tokens = ["[CLS]", "fever", ",", "cough", ".", ".", ".", "[SEP]"]
     ref = _reference(model, _ids(tok, tokens))
+    [d] = enc.encode_documents(["Fever, cough..."])  # [CLS] / [SEP] kept, as in colbert-ai
+    _close(d, ref[[0, 1, 3, 7]])
+    [q] = enc.encode_queries(["Fever, cough..."])  # queries keep every token
+    _close(q, ref)
+
+
+def test_hf_encoder_without_special_tokens(plain_hf):
+    folder, tok, model = plain_hf
+    enc = HFTokenEncoder(str(folder), device="cpu", keep_special=False)
+    ref = _reference(model, _ids(tok, ["[CLS]", "fever", ",", "cough", ".", ".", ".", "[SEP]"]))
     [d] = enc.encode_documents(["Fever, cough..."])
     _close(d, ref[[1, 3]])
-    [q] = enc.encode_queries(["Fever, cough..."])  # queries keep punctuation, not [CLS] / [SEP]
+    [q] = enc.encode_queries(["Fever, cough..."])  # punctuation kept, [CLS] / [SEP] skipped
     _close(q, ref[1:-1])
 
 
@@ -251,14 +261,14 @@ def test_hf_encoder_projection_batching_and_progress(plain_hf):
     seen = []
     batched = enc.encode_documents(texts, batch_size=3, progress=seen.append)
     single = [enc.encode_documents([t])[0] for t in texts]
-    assert seen == [3, 4] and [len(b) for b in batched] == [1, 6, 7, 1]
+    assert seen == [3, 4] and [len(b) for b in batched] == [3, 8, 9, 3]  # with [CLS] / [SEP]
     for a, b in zip(batched, single, strict=True):
         np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), atol=2e-3)
     ids = _ids(tok, ["[CLS]", "chest", "pain", "with", "fever", "and", "nausea", "[SEP]"])
     with torch.no_grad():
         h = model(input_ids=torch.tensor([ids])).last_hidden_state[0].numpy() @ P
     want = h / np.linalg.norm(h, axis=1, keepdims=True)
-    _close(batched[1], want[1:-1])
+    _close(batched[1], want)
     with pytest.raises(ConfigError, match="dim"):
         HFTokenEncoder(str(folder), dim=8)
     assert enc.encode_documents([]) == []
@@ -289,8 +299,8 @@ def test_default_minilm_encoder_ranks_sensibly(minilm):
              "Myocardial infarction in the elderly."]
     docs = minilm.encode_documents(texts)
     assert all(d.dtype == np.float16 and d.shape[1] == 384 for d in docs)
-    # word pieces without [CLS], [SEP] and '.'
-    assert [len(d) for d in docs] == [len(minilm.tokenizer.tokenize(t)) - 1 for t in texts]
+    # word pieces without '.', plus [CLS] and [SEP]
+    assert [len(d) for d in docs] == [len(minilm.tokenizer.tokenize(t)) + 1 for t in texts]
     D = torch.as_tensor(np.concatenate(docs).astype(np.float32))
     off = torch.tensor(np.concatenate([[0], np.cumsum([len(d) for d in docs])]))
     qa, qh = (torch.as_tensor(q.astype(np.float32))

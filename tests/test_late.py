@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from clinrag import Document, Engine, IndexConfig
-from clinrag.errors import IndexMismatchError
+from clinrag.errors import ConfigError, IndexMismatchError
 
 TEXTS = [
     "Myocardial infarction treated with percutaneous coronary intervention and aspirin.",
@@ -142,11 +142,19 @@ def test_lancedb_native_backend_matches_exhaustive_plaid_ranking(tmp_path, late_
         assert n[0] in e[:3] and len(set(n) & set(e)) >= 3
 
 
-def test_truncation_by_the_model_is_counted_and_reported(tmp_path):
-    long_text = " ".join(["pneumonia treated with antibiotics"] * 80)  # one 320-word chunk, > 256 tokens
+def test_chunks_fit_the_model_and_truncation_is_counted(tmp_path):
+    long_text = " ".join(["pneumonia treated with antibiotics"] * 80)  # 320 words, > 256 tokens
     with Engine.create(tmp_path / "t", IndexConfig(text_model="default", chunk_max_words=400)) as eng:
         eng.add(_docs()[:10] + [Document(id="long", text=long_text)])
-        assert eng.manifest.last_build["truncated_chunks"] == 1
+        # the chunker cuts by the model's token budget, so nothing is truncated
+        assert eng.manifest.last_build["truncated_chunks"] == 0
+        texts = eng.store.scan("chunks", ["doc_id", "text"], "doc_id = 'long'").column("text").to_pylist()
+        tok = eng.encoder.tokenizer
+        assert len(texts) >= 2 and all(len(tok(t)["input_ids"]) <= 256 for t in texts)
+        # what a model still has to cut (text given to it directly) is counted
+        before = eng.encoder.truncated
+        eng.encoder.encode_documents([long_text])
+        assert eng.encoder.truncated == before + 1
 
 
 def test_search_batch_gives_the_same_hits_as_single_searches(late_index):
@@ -159,3 +167,37 @@ def test_search_batch_gives_the_same_hits_as_single_searches(late_index):
             assert [[h.chunk_id for h in r] for r in batch] == [[h.chunk_id for h in r] for r in single]
             assert [h.score for r in batch for h in r] == pytest.approx([h.score for r in single for h in r],
                                                                         abs=1e-4)
+
+
+def test_pseudo_relevance_feedback_rescores_the_top_chunks(late_index):
+    from clinrag.config import LateParams
+
+    with Engine.open(late_index) as eng:
+        q = "heart attack treatment"
+        plain = eng.search(q, k=8, mode="hybrid")
+        eng.late_params = LateParams(feedback_docs=2, feedback_weight=1.0)
+        for mode in ("late", "hybrid"):
+            hits = eng.search(q, k=8, mode=mode)
+            assert len(hits) == 8 and all("feedback" in h.stage_scores for h in hits)
+            assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        fb = eng.search(q, k=8, mode="hybrid")
+        # same candidates, re-ordered by closeness to the two best; the best hit stays near the top
+        assert {h.chunk_id for h in fb} <= {h.chunk_id for h in eng.search(q, k=100, mode="hybrid")}
+        assert plain[0].chunk_id in [h.chunk_id for h in fb[:3]]
+        # the mean vectors come from the compressed index and are unit length
+        late = eng.retriever("late").late
+        vecs = late.mean_vectors([h.chunk_id for h in fb])
+        assert set(vecs) == {h.chunk_id for h in fb}
+        assert all(abs(float(v.norm()) - 1) < 1e-3 for v in vecs.values())
+        eng.late_params = LateParams()
+        assert [h.chunk_id for h in eng.search(q, k=8, mode="hybrid")] == [h.chunk_id for h in plain]
+
+
+def test_feedback_settings_are_checked():
+    from clinrag.config import LateParams
+    from clinrag.retrieval.feedback import PseudoFeedback
+
+    with pytest.raises(ConfigError):
+        LateParams(feedback_docs=-1)
+    with pytest.raises(ConfigError):
+        PseudoFeedback(docs=0)
