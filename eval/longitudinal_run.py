@@ -40,7 +40,8 @@ def open_or_build(data: Path, index_dir: Path | None, docs: list[Any], text_mode
 
 
 def seed_examples(engine: Engine, questions: list[LongQuestion], depth: int, with_memory: bool) -> list[Any]:
-    """Labelled QR calibration examples: each seed question's first-stage hits and their qrels."""
+    """Labelled QR calibration examples: each seed question's first-stage hits (kept, to choose the
+    interpolation weight) and their qrels."""
     from clinrag.retrieval.qr import SeedExample, _candidate_text
 
     out = []
@@ -51,7 +52,7 @@ def seed_examples(engine: Engine, questions: list[LongQuestion], depth: int, wit
             continue
         mem = engine.memory(q.patient_id).to_text(cite=False) if with_memory and q.patient_id else None
         out.append(SeedExample(q.query, tuple(_candidate_text(h) for h in hits),
-                               tuple(int(q.qrels.get(h.doc_id, 0)) for h in hits), mem))
+                               tuple(int(q.qrels.get(h.doc_id, 0)) for h in hits), mem, tuple(hits)))
     return out
 
 
