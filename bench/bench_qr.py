@@ -3,8 +3,9 @@
     PYTHONPATH=... python bench/bench_qr.py [--model gemma] [--heads 16] [--repeat 3] [--no-append]
 
 Times (median of ``--repeat``): the selected-heads path (hooks, early exit after the last selected
-layer) with 1 and 2 orders, and, for reference, one plain SDPA forward pass of the whole model over
-the same prompt. Prints a table and appends it to bench/RESULTS.md.
+layer) with 1 and 2 orders, with and without the null-query calibration (one more pass per
+order), and, for reference, one plain SDPA forward pass of the whole model over the same prompt.
+Prints a table and appends it to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--orders", default="1,2", help="QRReranker orders to time, comma-separated")
+    ap.add_argument("--null", default="0,1", help="null-query calibration off (0) / on (1) to time, comma-separated")
     ap.add_argument("--no-warmup", action="store_true")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
@@ -62,10 +64,11 @@ def main() -> None:
         rows.append(("full forward, SDPA (reference)", timed(lambda: lm.model(input_ids=ids, use_cache=False))))
     rows.append((f"selected heads only ({len(heads)} heads, up to layer {max(h[0] for h in heads)})",
                  timed(lambda: head_scores(lm, prompt, heads))))
-    for orders in (int(o) for o in args.orders.split(",")):
-        rr = QRReranker(lm, sel, top_n=args.candidates, orders=orders)
-        rows.append((f"QRReranker.scores, orders={orders}", timed(lambda rr=rr: rr.scores("most recent hemoglobin A1c",
-                                                                                        texts))))
+    for null in (bool(int(x)) for x in args.null.split(",")):
+        for orders in (int(o) for o in args.orders.split(",")):
+            rr = QRReranker(lm, sel, top_n=args.candidates, orders=orders, null_query=null)
+            rows.append((f"QRReranker.scores, orders={orders}, null query {'on' if null else 'off'}",
+                         timed(lambda rr=rr: rr.scores("most recent hemoglobin A1c", texts))))
     device = "cuda" if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores, torch threads {threads})"
     title = (f"QR-head rerank latency: {args.model}, {args.candidates} candidates x ~150 tokens = {len(prompt.ids)} "
              f"prompt tokens; {device}; {dt.date.today()} ({platform.node()}); median of {args.repeat}"

@@ -294,6 +294,10 @@ def eval_longitudinal(
         "Questions (from patients held out of the evaluation) used to select the QR heads."))] = 16,
     heads: Annotated[int, typer.Option(help="Number of QR heads to select.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed of question generation and sampling.")] = 0,
+    orders: Annotated[int, typer.Option(help="QR: score each list in 1 or 2 (given and reversed) orders.")] = 2,
+    null_query: Annotated[bool, typer.Option(help=(
+        "QR: subtract the attention drawn by the content-free question 'N/A' (QRHead calibration).")
+    )] = True,
     text_model: Annotated[str, typer.Option(help=(
         "Text model of a new index ('default': packaged all-MiniLM-L6-v2, hybrid search; 'none': BM25 only)."))]
     = "default",
@@ -307,8 +311,9 @@ def eval_longitudinal(
     try:
         payload = evaluate_longitudinal(data, index_dir=index_dir, n_questions=questions, depth=depth,
                                         qr_model=None if qr_model in (None, "none") else qr_model,
-                                        seed_size=seed_size, n_heads=heads, seed=seed,
-                                        text_model=None if text_model == "none" else text_model)
+                                        seed_size=seed_size, n_heads=heads, seed=seed, orders=orders,
+                                        text_model=None if text_model == "none" else text_model,
+                                        null_query=null_query)
     except ClinragError as exc:
         _fail(exc)
         return

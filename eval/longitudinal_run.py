@@ -40,7 +40,8 @@ def open_or_build(data: Path, index_dir: Path | None, docs: list[Any], text_mode
 
 
 def seed_examples(engine: Engine, questions: list[LongQuestion], depth: int, with_memory: bool) -> list[Any]:
-    """Labelled QR calibration examples: each seed question's first-stage hits and their qrels."""
+    """Labelled QR calibration examples: each seed question's first-stage hits (kept, to choose the
+    interpolation weight) and their qrels."""
     from clinrag.retrieval.qr import SeedExample, _candidate_text
 
     out = []
@@ -51,7 +52,7 @@ def seed_examples(engine: Engine, questions: list[LongQuestion], depth: int, wit
             continue
         mem = engine.memory(q.patient_id).to_text(cite=False) if with_memory and q.patient_id else None
         out.append(SeedExample(q.query, tuple(_candidate_text(h) for h in hits),
-                               tuple(int(q.qrels.get(h.doc_id, 0)) for h in hits), mem))
+                               tuple(int(q.qrels.get(h.doc_id, 0)) for h in hits), mem, tuple(hits)))
     return out
 
 
@@ -74,7 +75,7 @@ def split_seed(questions: list[LongQuestion], seed_size: int, seed: int = 0) -> 
 def evaluate_longitudinal(data: str | Path, *, index_dir: Path | None = None, n_questions: int | None = None,
                           depth: int = 20, qr_model: str | None = "gemma", seed_size: int = 16,
                           n_heads: int = 16, seed: int = 0, orders: int = 2,
-                          text_model: str | None = "default") -> dict[str, Any]:
+                          text_model: str | None = "default", null_query: bool = True) -> dict[str, Any]:
     """Run the whole benchmark on ``data``; the payload of ``clinrag eval longitudinal --json``."""
     data = Path(data)
     if not data.exists():
@@ -96,10 +97,13 @@ def evaluate_longitudinal(data: str | Path, *, index_dir: Path | None = None, n_
 
         lm = get_causal_lm(qr_model)
         t0 = time.perf_counter()
-        selection = calibrate_heads(lm, seed_examples(engine, seed_qs, depth, with_memory=True), n_heads)
+        selection = calibrate_heads(lm, seed_examples(engine, seed_qs, depth, with_memory=True), n_heads,
+                                    null_query=null_query)
         save_heads(engine.root, selection)
         payload.update(seed_size=selection.seed_size, heads=[list(h) for h in selection.heads],
-                       calibration_seconds=round(time.perf_counter() - t0, 1), qr_model=qr_model, orders=orders)
+                       qr_weight=selection.weight, qr_weight_seed_ndcg=list(selection.weight_ndcg),
+                       null_query=selection.null_query, calibration_seconds=round(time.perf_counter() - t0, 1),
+                       qr_model=qr_model, orders=orders)
         rerankers["qr_rerank"] = QRReranker(lm, selection, top_n=depth, orders=orders)
         rerankers["qr_rerank_no_memory"] = QRReranker(lm, selection, top_n=depth, orders=orders, use_memory=False)
     results = run_longitudinal(engine, eval_qs, rerankers, depth=depth,
@@ -109,8 +113,12 @@ def evaluate_longitudinal(data: str | Path, *, index_dir: Path | None = None, n_
     payload.update(stages)
     if "qr_rerank" in stages:
         base = stages["first_stage"]["ndcg@10"]
+        fast = stages["fast_rerank"]["ndcg@10"]
         payload["qr_gain_ndcg@10"] = {"with_memory": round(stages["qr_rerank"]["ndcg@10"] - base, 4),
                                       "without_memory": round(stages["qr_rerank_no_memory"]["ndcg@10"] - base, 4)}
+        payload["qr_gain_over_fast_ndcg@10"] = {
+            "with_memory": round(stages["qr_rerank"]["ndcg@10"] - fast, 4),
+            "without_memory": round(stages["qr_rerank_no_memory"]["ndcg@10"] - fast, 4)}
     payload["index"] = str(engine.root)
     engine.close()
     return payload

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _CACHE: dict[tuple[str, str], Any] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a loader may assemble the packaged GGUF under it
 
 
 def get_model(kind: str, name: str, loader: Callable[[str], T]) -> T:

@@ -1,24 +1,38 @@
 """QR-head reranking: a causal LM reads the candidates and the question in one prompt; a candidate's
-score is the attention paid from the question's tokens to the candidate's tokens, summed over a few
-selected "query-focused retrieval heads" (QRHead, arXiv 2506.09944; QRRanker, arXiv 2602.12192).
+QR score is the attention paid from the question's tokens to the candidate's tokens, summed over a
+few selected "query-focused retrieval heads" (QRHead, arXiv 2506.09944; QRRanker, arXiv 2602.12192).
+The attention computation itself is in :mod:`clinrag.retrieval.qr_attention`.
 
 Prompt: ``[patient memory] Records: [1] ... [2] ... Question: <query> Relevant records:``; the
 memory (a summary of the wider record) is prepended when given.
 
-Only the selected heads' question-to-context attention is computed: a forward pre-hook on each
-selected layer's attention module recomputes, from that layer's input hidden states, the queries
-of the selected heads at the question positions and the keys of their key-value heads (with the
-module's own q/k norms and rotary embedding), applies the causal and sliding-window masks and the
-softmax over all keys, and sums the probabilities over each candidate's token span. No attention
-map is materialised for any other head, and the forward pass stops after the last selected layer.
+The score of a candidate, in four steps:
 
-Position-bias defence: attention favours the start and the end of a prompt. Each list is scored
-in its given order and in reverse (``orders=2``, the default), and a candidate's score is the mean
-of its two scores, each divided by the mean score of its list; ``orders=1`` halves the cost.
+1. Attention mass: per selected head, the attention probability from the question's tokens to the
+   candidate's tokens, averaged over the question's tokens, summed over the heads.
+2. Null-query calibration (QRHead's calibration; ``null_query``): the same mass with the
+   content-free question ``"N/A"`` in the same prompt is subtracted, which removes the attention a
+   candidate draws whatever is asked (long, early or salient records). One more forward pass.
+3. Position-bias defence: attention favours the start and the end of a prompt. Each list is scored
+   in its given order and in reverse (``orders=2``, the default) and the two scores are averaged
+   (each divided by its list's mean mass); ``orders=1`` halves the cost.
+4. Interpolation with the first stage: the final score is ``(1 - w) * base + w * qr``, both scaled
+   to the list (divided by the best, or min-max when negative); ``base`` is the
+   :class:`~clinrag.retrieval.rerank.FastReranker` score (``base=None``: the first-stage score).
+   The query's time intent ("latest", "first", "in 2016") is then applied to that order exactly as
+   the fast path does (:func:`~clinrag.retrieval.temporal.apply_intent`), so an attention score
+   never overrides "most recent". With ``w = 0`` the result is the base reranker's order.
 
-Heads are chosen by :func:`calibrate_heads` from a small labelled seed set: every head of every
-layer is scored, and the heads whose own ranking has the best mean nDCG@10 are kept
-(:class:`HeadSelection`, saved with the index as ``qr_heads.json``; ``clinrag rerank calibrate``).
+:func:`calibrate_heads` chooses, from a small labelled seed set (questions of held-out patients):
+the heads (every head of every layer is scored; the ``n_heads`` whose own ranking has the best mean
+nDCG@10 are kept) and then ``w`` (the grid 0, 0.1, ..., 1 by mean nDCG@10 of the final ranking on the
+same seed set; ties go to the smaller ``w``). Both are stored as a :class:`HeadSelection` with the
+index (``qr_heads.json``, format version 2; version-1 files still load, as pure QR without the null
+query, i.e. ``w = 1``: what they meant). ``clinrag rerank calibrate`` writes it.
+
+>>> sel = HeadSelection("m", ((3, 1),), seed_size=8, weight=0.3, null_query=True)
+>>> HeadSelection.from_dict(sel.to_dict()) == sel, HeadSelection.from_dict({"model": "m", "heads": []}).weight
+(True, 1.0)
 """
 
 from __future__ import annotations
@@ -26,43 +40,61 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from clinrag.errors import ConfigError, IndexFormatError, MissingDependencyError, ModelLoadError
+from clinrag.errors import ConfigError, IndexFormatError
 from clinrag.retrieval.base import Hit
+from clinrag.retrieval.qr_attention import (
+    PACKAGED,
+    CausalLM,
+    Prompt,
+    build_prompt,
+    get_causal_lm,
+    head_scores,
+    load_causal_lm,
+    packaged_model_dir,
+)
+from clinrag.retrieval.rerank import FastReranker, Reranker
+from clinrag.retrieval.temporal import apply_intent, detect_intent
 
 log = logging.getLogger(__name__)
 HEADS_FILE = "qr_heads.json"
-HEADS_FORMAT_VERSION = 1
-PACKAGED = ("gemma", "default")
+HEADS_FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 QRRANKER_ID = "MindscapeRAG/QRRanker"
-
-
-class _Stop(Exception):
-    """Raised by the hook of the last needed layer to end the forward pass early."""
+NULL_QUERY = "N/A"
+WEIGHT_GRID = tuple(i / 10 for i in range(11))
 
 
 @dataclass(frozen=True)
 class HeadSelection:
-    """The heads a model scores with, as ``(layer, head)`` pairs, and how they were chosen."""
+    """The heads a model scores with, as ``(layer, head)`` pairs, how they were chosen, the QR share
+    ``weight`` of the final score, whether the null query is subtracted, and the seed-set nDCG@10
+    of each weight of :data:`WEIGHT_GRID` (``weight_ndcg``, for inspection)."""
 
     model: str
     heads: tuple[tuple[int, int], ...]
     seed_size: int = 0
     head_scores: tuple[float, ...] = ()
+    weight: float = 1.0
+    null_query: bool = False
+    weight_ndcg: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "heads": [list(h) for h in self.heads], "seed_size": self.seed_size,
-                "head_scores": list(self.head_scores)}
+                "head_scores": list(self.head_scores), "weight": self.weight, "null_query": self.null_query,
+                "weight_ndcg": list(self.weight_ndcg)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HeadSelection:
+        """Read an entry; a version-1 entry (no weight, no null query) reads as pure QR."""
         return cls(str(data["model"]), tuple((int(a), int(b)) for a, b in data["heads"]),
-                   int(data.get("seed_size", 0)), tuple(float(x) for x in data.get("head_scores", ())))
+                   int(data.get("seed_size", 0)), tuple(float(x) for x in data.get("head_scores", ())),
+                   float(data.get("weight", 1.0)), bool(data.get("null_query", False)),
+                   tuple(float(x) for x in data.get("weight_ndcg", ())))
 
 
 def save_heads(index_dir: str | Path, selection: HeadSelection) -> Path:
@@ -75,6 +107,7 @@ def save_heads(index_dir: str | Path, selection: HeadSelection) -> Path:
     with IndexLock(root):
         data = _read_heads(path)
         data["models"][selection.model] = selection.to_dict()
+        data["format_version"] = HEADS_FORMAT_VERSION  # version-1 entries are valid version-2 entries
         atomic_write_text(path, json.dumps(data, indent=2))
     return path
 
@@ -86,9 +119,9 @@ def _read_heads(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise IndexFormatError(f"{path} cannot be read ({exc}); run `clinrag rerank calibrate` again") from exc
-    if data.get("format_version") != HEADS_FORMAT_VERSION:
-        raise IndexFormatError(f"{path} has format version {data.get('format_version')}; "
-                               f"run `clinrag rerank calibrate` again")
+    if data.get("format_version") not in READABLE_VERSIONS:
+        raise IndexFormatError(f"{path} has format version {data.get('format_version')} (this clinrag reads "
+                               f"{', '.join(map(str, READABLE_VERSIONS))}); run `clinrag rerank calibrate` again")
     return dict(data)
 
 
@@ -96,219 +129,6 @@ def load_heads(index_dir: str | Path, model: str) -> HeadSelection | None:
     """The heads calibrated for ``model`` on this index, or None."""
     entry = _read_heads(Path(index_dir) / HEADS_FILE)["models"].get(model)
     return HeadSelection.from_dict(entry) if entry else None
-
-
-# -- model loading ------------------------------------------------------------------------------------
-@dataclass
-class CausalLM:
-    """A loaded causal LM, its tokenizer and its attention modules in layer order."""
-
-    name: str
-    model: Any
-    tokenizer: Any
-    attn: list[Any] = field(default_factory=list)
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.attn)
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.model.config.num_attention_heads)
-
-
-def _attention_modules(model: Any) -> list[Any]:
-    mods = [m for _, m in model.named_modules() if hasattr(m, "q_proj") and hasattr(m, "k_proj")]
-    if not mods:
-        raise ModelLoadError(f"{type(model).__name__} has no attention modules with q_proj/k_proj; "
-                             "the QR-head reranker supports Llama/Gemma/Qwen/Mistral-style causal LMs")
-    return mods
-
-
-def packaged_model_dir() -> Path:
-    """The packaged Gemma 3 270M converted once from its GGUF to safetensors, in clinrag's cache."""
-    from clinrag.indexing.cache import cache_dir, packaged_gemma_gguf
-
-    target = cache_dir() / "models" / "gemma-3-270m-hf"
-    if (target / "config.json").exists():
-        return target
-    gguf_path = packaged_gemma_gguf()
-    try:
-        import accelerate  # noqa: F401  (transformers needs it to load a GGUF)
-        import gguf  # noqa: F401
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as exc:
-        raise MissingDependencyError("gguf and accelerate", "llm", "converting the packaged Gemma GGUF") from exc
-    import shutil
-    import uuid
-
-    import torch
-
-    log.info("converting %s to safetensors (once)", gguf_path)
-    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-    # the tensors are de-quantized on load: drop the GGUF quantization marker so it can be saved
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.hf_quantizer = None  # type: ignore[assignment]
-    model.is_quantized = False  # type: ignore[assignment]
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
-def load_causal_lm(name: str) -> CausalLM:
-    """Load a causal LM by Hugging Face id or local path; ``gemma``/``default``: the packaged Gemma 3 270M."""
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as exc:  # pragma: no cover - transformers is a core dependency
-        raise MissingDependencyError("transformers", "llm", "the QR-head reranker") from exc
-    path = str(packaged_model_dir()) if name in PACKAGED else name
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load the causal LM {name!r} ({exc}); give a local folder or a model id "
-                             "in the Hugging Face cache (offline: HF_HUB_OFFLINE=1)") from exc
-    model.eval()
-    return CausalLM(name, model, tok, _attention_modules(model))
-
-
-def get_causal_lm(name: str) -> CausalLM:
-    """:func:`load_causal_lm` through the process-wide model cache."""
-    from clinrag.indexing.cache import get_model
-
-    return get_model("causal-lm", name, load_causal_lm)
-
-
-# -- prompt and scoring -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Prompt:
-    ids: list[int]
-    spans: list[tuple[int, int]]  # token span of each candidate
-    query: tuple[int, int]  # token span of the question
-
-
-def build_prompt(tok: Any, query: str, texts: Sequence[str], memory: str | None = None,
-                 max_candidate_tokens: int = 150, max_memory_tokens: int = 400) -> Prompt:
-    """Token ids of the listwise prompt, with each candidate's and the question's token span."""
-    def enc(text: str, limit: int | None = None) -> list[int]:
-        ids = list(tok(text, add_special_tokens=False)["input_ids"])
-        return ids[:limit] if limit else ids
-
-    ids: list[int] = [tok.bos_token_id] if tok.bos_token_id is not None else []
-    if memory:
-        ids += enc("Patient summary:\n") + enc(memory, max_memory_tokens) + enc("\n\n")
-    ids += enc("Records:\n")
-    spans = []
-    for i, text in enumerate(texts, 1):
-        ids += enc(f"[{i}] ")
-        start = len(ids)
-        ids += enc(" ".join(text.split()), max_candidate_tokens)
-        spans.append((start, len(ids)))
-        ids += enc("\n")
-    ids += enc("\nQuestion: ")
-    q0 = len(ids)
-    ids += enc(query)
-    q = (q0, len(ids))
-    ids += enc("\nRelevant records:")
-    return Prompt(ids, spans, q)
-
-
-def head_scores(lm: CausalLM, prompt: Prompt, heads: Sequence[tuple[int, int]] | None = None) -> Any:
-    """Attention mass from the question tokens to each candidate, per head: a tensor
-    ``[n_layers, n_heads, n_candidates]`` (heads not asked for stay 0; ``heads=None``: all)."""
-    import torch
-
-    n_layers, n_heads = lm.n_layers, lm.n_heads
-    wanted: dict[int, list[int]] = {}
-    for layer, head in heads if heads is not None else [(i, j) for i in range(n_layers) for j in range(n_heads)]:
-        if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise ConfigError(f"head ({layer}, {head}) is outside the model ({n_layers} layers x {n_heads} heads); "
-                              "run `clinrag rerank calibrate` for this model")
-        wanted.setdefault(layer, []).append(head)
-    out = torch.zeros(n_layers, n_heads, len(prompt.spans))
-    T = len(prompt.ids)
-    qpos = torch.arange(prompt.query[0], prompt.query[1])
-    seg = torch.full((T,), -1, dtype=torch.long)
-    for c, (a, b) in enumerate(prompt.spans):
-        seg[a:b] = c
-    cand_mask = seg >= 0
-    last = max(wanted)
-    handles = []
-
-    def make_hook(layer: int) -> Callable[..., None]:
-        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            hidden = args[0] if args else kwargs["hidden_states"]
-            _score_layer(module, hidden, kwargs.get("position_embeddings"), wanted[layer], qpos, seg, cand_mask,
-                         out[layer], len(prompt.spans))
-            if layer == last:
-                raise _Stop
-        return hook
-
-    for layer in wanted:
-        handles.append(lm.attn[layer].register_forward_pre_hook(make_hook(layer), with_kwargs=True))
-    try:
-        with torch.inference_mode():
-            lm.model(input_ids=torch.tensor([prompt.ids]), use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-    return out
-
-
-def _score_layer(module: Any, hidden: Any, pos_emb: Any, heads: list[int], qpos: Any, seg: Any, cand_mask: Any,
-                 out: Any, n_cands: int) -> None:
-    import torch
-
-    hd = int(getattr(module, "head_dim", module.q_proj.out_features // module.config.num_attention_heads))
-    n_heads = module.q_proj.out_features // hd
-    n_kv = module.k_proj.out_features // hd
-    group = n_heads // n_kv
-    kv_heads = sorted({h // group for h in heads})
-    h0 = hidden[0]  # [T, D]
-    T = h0.shape[0]
-    wq = module.q_proj.weight.view(n_heads, hd, -1)[heads]  # [h, hd, D]
-    q = torch.einsum("td,hed->hte", h0[qpos], wq)
-    if module.q_proj.bias is not None:
-        q = q + module.q_proj.bias.view(n_heads, hd)[heads][:, None, :]
-    wk = module.k_proj.weight.view(n_kv, hd, -1)[kv_heads]
-    k = torch.einsum("td,hed->hte", h0, wk)
-    if module.k_proj.bias is not None:
-        k = k + module.k_proj.bias.view(n_kv, hd)[kv_heads][:, None, :]
-    if hasattr(module, "q_norm"):
-        q, k = module.q_norm(q), module.k_norm(k)
-    if pos_emb is not None:
-        rope = sys.modules[type(module).__module__].apply_rotary_pos_emb
-        cos, sin = pos_emb
-        q, _ = rope(q[None], q[None], cos[:, qpos], sin[:, qpos])
-        _, k = rope(k[None], k[None], cos, sin)
-        q, k = q[0], k[0]
-    k = k[[kv_heads.index(h // group) for h in heads]]  # [h, T, hd]
-    scaling = float(getattr(module, "scaling", hd ** -0.5))
-    logits = torch.einsum("hqe,hke->hqk", q, k) * scaling
-    cap = getattr(module, "attn_logit_softcapping", None) or getattr(module.config, "attn_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    keys = torch.arange(T)
-    allowed = keys[None, :] <= qpos[:, None]
-    window = getattr(module, "sliding_window", None)
-    if window:
-        allowed &= keys[None, :] > qpos[:, None] - int(window)
-    logits = logits.masked_fill(~allowed[None], float("-inf"))
-    probs = torch.softmax(logits.float(), dim=-1).sum(dim=1)  # [h, T]: summed over question tokens
-    mass = torch.zeros(len(heads), n_cands)
-    mass.index_add_(1, seg[cand_mask], probs[:, cand_mask])
-    out[heads] = mass
 
 
 def ndcg_at(scores: Sequence[float], relevance: Sequence[int], k: int = 10) -> float:
@@ -324,36 +144,102 @@ def ndcg_at(scores: Sequence[float], relevance: Sequence[int], k: int = 10) -> f
     return dcg / idcg if idcg > 0 else 0.0
 
 
+def scale(values: Sequence[float]) -> list[float]:
+    """Scores on a 0-1 scale: divided by the best when none is negative, else min-max.
+
+    >>> scale([2.0, 1.0]), scale([-1.0, 1.0]), scale([0.0, 0.0])
+    ([1.0, 0.5], [0.0, 1.0], [0.0, 0.0])
+    """
+    lo, hi = min(values, default=0.0), max(values, default=0.0)
+    if lo >= 0 and hi > 0:
+        return [v / hi for v in values]
+    return [0.0 if hi == lo else (v - lo) / (hi - lo) for v in values]
+
+
+def question_mass(lm: CausalLM, prompt: Prompt, heads: Sequence[tuple[int, int]] | None = None) -> Any:
+    """:func:`head_scores` divided by the question's token count (mass per question token)."""
+    return head_scores(lm, prompt, heads) / max(1, prompt.query[1] - prompt.query[0])
+
+
 @dataclass(frozen=True)
 class SeedExample:
-    """One labelled example for head selection: a query, its candidates' texts and their relevance."""
+    """One labelled example for calibration: a query, its candidates' texts and their relevance;
+    ``hits`` (the first-stage hits the texts come from) are needed to choose the interpolation weight."""
 
     query: str
     texts: tuple[str, ...]
     relevance: tuple[int, ...]
     memory: str | None = None
+    hits: tuple[Hit, ...] = ()
 
 
 def calibrate_heads(lm: CausalLM, seed: Sequence[SeedExample], n_heads: int = 16,
-                    max_candidate_tokens: int = 150) -> HeadSelection:
-    """Score every head on the seed examples and keep the ``n_heads`` with the best mean nDCG@10."""
-    import torch
-
+                    max_candidate_tokens: int = 150, *, null_query: bool = True,
+                    base: Reranker | None = FastReranker(), grid: Sequence[float] = WEIGHT_GRID) -> HeadSelection:
+    """Keep the ``n_heads`` heads with the best mean nDCG@10 on the seed examples, then choose the
+    interpolation weight on the same examples (when they carry their hits; else ``w = 1``)."""
     usable = [ex for ex in seed if any(ex.relevance) and len(ex.texts) > 1]
     if not usable:
         raise ConfigError("the calibration seed set has no example with a relevant and an irrelevant candidate")
-    total = torch.zeros(lm.n_layers, lm.n_heads)
+    per_example = []
     for ex in usable:
-        prompt = build_prompt(lm.tokenizer, ex.query, ex.texts, ex.memory, max_candidate_tokens)
-        scores = head_scores(lm, prompt)
-        for layer in range(lm.n_layers):
-            for head in range(lm.n_heads):
-                total[layer, head] += ndcg_at(scores[layer, head].tolist(), ex.relevance)
-    mean = total / len(usable)
-    flat = sorted(((float(mean[i, j]), i, j) for i in range(lm.n_layers) for j in range(lm.n_heads)), reverse=True)
-    best = flat[:n_heads]
-    return HeadSelection(lm.name, tuple((i, j) for _, i, j in best), len(usable),
-                         tuple(round(s, 4) for s, _, _ in best))
+        s = question_mass(lm, build_prompt(lm.tokenizer, ex.query, ex.texts, ex.memory, max_candidate_tokens))
+        if null_query:
+            s = s - question_mass(lm, build_prompt(lm.tokenizer, NULL_QUERY, ex.texts, ex.memory,
+                                                   max_candidate_tokens))
+        per_example.append(s)
+    flat = []
+    for i in range(lm.n_layers):
+        for j in range(lm.n_heads):
+            mean = sum(ndcg_at(s[i, j].tolist(), ex.relevance) for s, ex in zip(per_example, usable, strict=True))
+            flat.append((mean / len(usable), i, j))
+    best = sorted(flat, reverse=True)[:n_heads]
+    heads = tuple((i, j) for _, i, j in best)
+    weight, curve = 1.0, ()
+    if all(len(ex.hits) == len(ex.texts) for ex in usable):
+        qr = [[float(sum(s[i, j, c] for i, j in heads)) for c in range(len(ex.texts))]
+              for s, ex in zip(per_example, usable, strict=True)]
+        weight, curve = choose_weight(usable, qr, base, grid)
+    else:
+        log.warning("the seed examples carry no hits: the QR weight is not calibrated (w = 1, pure QR)")
+    return HeadSelection(lm.name, heads, len(usable), tuple(round(s, 4) for s, _, _ in best), weight, null_query,
+                         curve)
+
+
+def choose_weight(seed: Sequence[SeedExample], qr: Sequence[Sequence[float]], base: Reranker | None = FastReranker(),
+                  grid: Sequence[float] = WEIGHT_GRID) -> tuple[float, tuple[float, ...]]:
+    """The weight of ``grid`` whose final ranking (:func:`combine`) has the best mean nDCG@10 on
+    ``seed`` (``qr``: each example's QR scores); ties go to the smaller weight. Also returns the curve."""
+    curve = []
+    for w in grid:
+        total = 0.0
+        for ex, scores in zip(seed, qr, strict=True):
+            ranked = combine(ex.query, ex.hits, scores, w, base)
+            pos = {h.chunk_id: r for r, h in enumerate(ranked)}
+            total += ndcg_at([-pos[h.chunk_id] for h in ex.hits], ex.relevance)
+        curve.append(round(total / max(1, len(seed)), 4))
+    best = max(range(len(grid)), key=lambda i: (curve[i], -grid[i]))
+    return float(grid[best]), tuple(curve)
+
+
+def combine(query: str, hits: Sequence[Hit], qr: Sequence[float], weight: float,
+            base: Reranker | None = FastReranker(), *, temporal: bool = True, name: str = "qr") -> list[Hit]:
+    """``hits`` ranked by ``(1 - weight) * base + weight * qr`` (both :func:`scale`-d), then the query's
+    time intent applied; ``stage_scores[name]`` holds the QR score."""
+    hits = list(hits)
+    if base is not None:
+        by_id = {h.chunk_id: h for h in base.rerank(query, hits)}
+        base_scores = [by_id[h.chunk_id].stage_scores.get(base.name, by_id[h.chunk_id].score) for h in hits]
+    else:
+        base_scores = [h.stage_scores.get("late", h.score) for h in hits]
+    b, q = scale(base_scores), scale(qr)
+    scored = [replace(h, score=(1 - weight) * bs + weight * qs, stage_scores={**h.stage_scores, name: raw})
+              for h, bs, qs, raw in zip(hits, b, q, qr, strict=True)]
+    scored.sort(key=lambda h: -h.score)
+    intent = detect_intent(query) if temporal else None
+    if intent is not None and not intent.empty:
+        scored = apply_intent(scored, intent)
+    return [replace(h, rank=i) for i, h in enumerate(scored, 1)]
 
 
 # -- the reranker --------------------------------------------------------------------------------------
@@ -361,8 +247,10 @@ def calibrate_heads(lm: CausalLM, seed: Sequence[SeedExample], n_heads: int = 16
 class QRReranker:
     """Listwise attention reranker over the top ``top_n`` hits (the rest keep their order below).
 
-    ``heads``: the calibrated :class:`HeadSelection` (without one, the heads of the upper half of
-    the layers are used, which works poorly: calibrate). ``use_memory=False`` ignores a given memory.
+    ``heads``: the calibrated :class:`HeadSelection`, which also gives the weight and the null-query
+    switch unless ``weight`` / ``null_query`` are given (without a selection: the heads of the upper
+    half of the layers, ``w = 0.5``, null query on; calibrate instead). ``use_memory=False`` ignores
+    a given memory. ``base``: the reranker interpolated with (None: the first-stage score).
     """
 
     lm: CausalLM
@@ -371,11 +259,21 @@ class QRReranker:
     orders: int = 2
     max_candidate_tokens: int = 150
     use_memory: bool = True
+    weight: float | None = None
+    null_query: bool | None = None
+    base: Reranker | None = FastReranker()
+    temporal: bool = True
     name: str = "qr"
 
     def __post_init__(self) -> None:
         if self.orders not in (1, 2):
             raise ConfigError(f"orders must be 1 or 2, got {self.orders}")
+        if self.weight is None:
+            self.weight = self.heads.weight if self.heads is not None else 0.5
+        if self.null_query is None:
+            self.null_query = self.heads.null_query if self.heads is not None else True
+        if not 0.0 <= self.weight <= 1.0:
+            raise ConfigError(f"the QR weight must lie in [0, 1], got {self.weight}")
 
     @property
     def selected(self) -> list[tuple[int, int]]:
@@ -385,17 +283,22 @@ class QRReranker:
         return [(i, j) for i in range(n // 2, n) for j in range(self.lm.n_heads)]
 
     def scores(self, query: str, texts: Sequence[str], memory: str | None = None) -> list[float]:
-        """One score per text (higher: more relevant), averaged over the given and the reversed order."""
+        """The QR score of each text (higher: more relevant), averaged over the given and the reversed order."""
         heads = self.selected
         mem = memory if self.use_memory else None
         n = len(texts)
         total = [0.0] * n
         orders = [list(range(n))] + ([list(reversed(range(n)))] if self.orders == 2 and n > 1 else [])
         for order in orders:
-            prompt = build_prompt(self.lm.tokenizer, query, [texts[i] for i in order], mem, self.max_candidate_tokens)
-            s = head_scores(self.lm, prompt, heads)
+            listed = [texts[i] for i in order]
+            s = question_mass(self.lm, build_prompt(self.lm.tokenizer, query, listed, mem, self.max_candidate_tokens),
+                              heads)
             per = [float(sum(s[layer, head, c] for layer, head in heads)) for c in range(n)]
             mean = sum(per) / n or 1.0
+            if self.null_query:
+                s0 = question_mass(self.lm, build_prompt(self.lm.tokenizer, NULL_QUERY, listed, mem,
+                                                         self.max_candidate_tokens), heads)
+                per = [p - float(sum(s0[layer, head, c] for layer, head in heads)) for c, p in enumerate(per)]
             for c, i in enumerate(order):
                 total[i] += per[c] / mean / len(orders)
         return total
@@ -406,11 +309,9 @@ class QRReranker:
         if len(hits) < 2:
             return [replace(h, rank=i) for i, h in enumerate(hits, 1)]
         head, tail = hits[: self.top_n], hits[self.top_n:]
-        texts = [_candidate_text(h) for h in head]
-        scores = self.scores(query, texts, memory)
-        ranked = sorted(zip(head, scores, strict=True), key=lambda p: -p[1])
-        out = [replace(h, score=s, stage_scores={**h.stage_scores, self.name: s}) for h, s in ranked] + tail
-        out = [replace(h, rank=i) for i, h in enumerate(out, 1)]
+        qr = self.scores(query, [_candidate_text(h) for h in head], memory)
+        out = combine(query, head, qr, float(self.weight or 0.0), self.base, temporal=self.temporal, name=self.name)
+        out = [replace(h, rank=i) for i, h in enumerate(out + tail, 1)]
         return out[:k] if k else out
 
 
@@ -419,6 +320,7 @@ def _candidate_text(h: Hit) -> str:
     return (f"({date}) " if date and date not in h.text else "") + h.text
 
 
-__all__ = ["HEADS_FILE", "CausalLM", "HeadSelection", "QRReranker", "SeedExample", "build_prompt",
-           "calibrate_heads", "get_causal_lm", "head_scores", "load_causal_lm", "load_heads", "ndcg_at",
-           "packaged_model_dir", "save_heads"]
+__all__ = ["HEADS_FILE", "NULL_QUERY", "PACKAGED", "WEIGHT_GRID", "CausalLM", "HeadSelection", "Prompt",
+           "QRReranker", "SeedExample", "build_prompt", "calibrate_heads", "choose_weight", "combine",
+           "get_causal_lm", "head_scores", "load_causal_lm", "load_heads", "ndcg_at", "packaged_model_dir",
+           "question_mass", "save_heads", "scale"]

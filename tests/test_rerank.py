@@ -13,15 +13,21 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from clinrag import Engine, IndexConfig  # noqa: E402
+from clinrag.errors import IndexFormatError  # noqa: E402
 from clinrag.eval.longitudinal import generate_questions, read_fhir_folder, run_longitudinal  # noqa: E402
 from clinrag.retrieval.base import Hit  # noqa: E402
 from clinrag.retrieval.qr import (  # noqa: E402
+    HEADS_FILE,
+    NULL_QUERY,
+    WEIGHT_GRID,
     HeadSelection,
     Prompt,
     QRReranker,
     SeedExample,
     build_prompt,
     calibrate_heads,
+    choose_weight,
+    combine,
     head_scores,
     load_causal_lm,
     load_heads,
@@ -119,6 +125,64 @@ def test_qr_rerank_is_order_symmetric_and_uses_memory(tiny_lm):
     assert sorted(h.doc_id for h in out) == [h.doc_id for h in hits]
     assert [h.rank for h in out] == [1, 2, 3, 4] and all("qr" in h.stage_scores for h in out)
     assert [h.stage_scores["qr"] for h in out] == sorted((h.stage_scores["qr"] for h in out), reverse=True)
+
+
+def test_null_query_calibration_subtracts_the_content_free_attention(tiny_lm):
+    texts = ["hemoglobin a1c 6", "glucose 9", "asthma onset 2010", "metformin active"]
+    sel = HeadSelection(tiny_lm.name, ((0, 0), (1, 3)))
+    plain = QRReranker(tiny_lm, sel, null_query=False).scores("most recent a1c", texts)
+    null = QRReranker(tiny_lm, sel, null_query=True).scores("most recent a1c", texts)
+    assert null != pytest.approx(plain)
+    # asking the null query itself leaves no signal at all
+    assert QRReranker(tiny_lm, sel, null_query=True).scores(NULL_QUERY, texts) == pytest.approx([0.0] * 4, abs=1e-6)
+
+
+def _a1c_hits() -> list[Hit]:
+    return [Hit(f"c{i}", f"d{i}", 1.0 - i / 10, f"Observation: Hemoglobin A1c = {6 + i} %.", kind="observation",
+                title="Hemoglobin A1c", timestamp=dt.datetime(2010 + 3 * i, 1, 1), metadata={"code": "4548-4"})
+            for i in range(3)] + [Hit("c9", "d9", 0.5, "Condition: asthma.", kind="condition", title="Asthma")]
+
+
+def test_interpolation_ends_and_temporal_intent_after_qr():
+    hits = _a1c_hits()
+    fast = [h.doc_id for h in FastReranker().rerank("glucose hemoglobin", hits)]
+    qr = [0.0, 0.1, 0.2, 5.0]  # attention prefers the asthma record
+    assert [h.doc_id for h in combine("glucose hemoglobin", hits, qr, 0.0)] == fast  # w = 0: the base order
+    assert [h.doc_id for h in combine("glucose hemoglobin", hits, qr, 1.0)][0] == "d9"  # w = 1: the QR order
+    out = combine("most recent hemoglobin a1c", hits, [3.0, 0.0, 0.1, 0.0], 0.5)
+    assert out[0].doc_id == "d2" and out[0].stage_scores["qr"] == pytest.approx(0.1)  # latest first despite QR
+
+
+def test_weight_is_chosen_on_the_seed_set():
+    hits = tuple(_a1c_hits())
+    ex = SeedExample("hemoglobin a1c", tuple(h.text for h in hits), (0, 0, 0, 2), None, hits)
+    w, curve = choose_weight([ex], [[0.0, 0.0, 0.0, 1.0]])  # QR finds it; the first stage ranks it last
+    assert w > 0 and len(curve) == len(WEIGHT_GRID) and max(curve) == 1.0
+    ex = SeedExample("hemoglobin a1c", ex.texts, (2, 1, 1, 0), None, hits)
+    w, curve = choose_weight([ex], [[0.0, 0.0, 0.0, 9.0]])  # QR is wrong: trust the first stage
+    assert w == 0.0 and curve[0] == max(curve)
+
+
+def test_calibration_stores_the_weight_and_reads_old_files(tiny_lm, tmp_path):
+    hits = tuple(_a1c_hits())
+    seed = [SeedExample("hemoglobin a1c", tuple(h.text for h in hits), (2, 1, 1, 0), None, hits),
+            SeedExample("asthma", tuple(h.text for h in hits), (0, 0, 0, 2), "active asthma", hits)]
+    sel = calibrate_heads(tiny_lm, seed, n_heads=2)
+    assert sel.null_query and sel.weight in WEIGHT_GRID and len(sel.weight_ndcg) == len(WEIGHT_GRID)
+    assert sel.weight_ndcg[WEIGHT_GRID.index(sel.weight)] == max(sel.weight_ndcg)
+    assert QRReranker(tiny_lm, sel).weight == sel.weight
+    Engine.create(tmp_path / "idx").close()
+    save_heads(tmp_path / "idx", sel)
+    assert load_heads(tmp_path / "idx", tiny_lm.name) == sel
+    path = tmp_path / "idx" / HEADS_FILE
+    assert json.loads(path.read_text())["format_version"] == 2
+    path.write_text(json.dumps({"format": "clinrag-qr-heads", "format_version": 1,
+                                "models": {"m": {"model": "m", "heads": [[1, 2]], "seed_size": 4}}}))
+    old = load_heads(tmp_path / "idx", "m")
+    assert old is not None and old.heads == ((1, 2),) and old.weight == 1.0 and not old.null_query
+    path.write_text(json.dumps({"format": "clinrag-qr-heads", "format_version": 99, "models": {}}))
+    with pytest.raises(IndexFormatError, match="format version 99"):
+        load_heads(tmp_path / "idx", "m")
 
 
 def test_fast_reranker_features():
