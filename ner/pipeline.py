@@ -264,7 +264,7 @@ def tag_words(pipeline: NERPipeline, sentences: Sequence[Sequence[str]], context
     docs = []
     for a, b in groups:
         words = [w for s in sentences[a:b] for w in s]
-        starts = [j == 0 for s in sentences[a:b] for j in range(len(s))]
+        starts: list[bool | int | None] = [j == 0 for s in sentences[a:b] for j in range(len(s))]
         docs.append(Doc(nlp.vocab, words=words, sent_starts=starts) if words else Doc(nlp.vocab, words=[]))
     for name in names:
         proc = nlp.get_pipe(name)

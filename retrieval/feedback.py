@@ -12,9 +12,9 @@ all-MiniLM-L6-v2 is trained for, read back from the compressed index: no second 
 storage). Chunks beyond ``depth`` keep their order below the re-scored ones.
 
 On the PubMedQA MeSH-topic task (156 queries) it adds 1 to 2 points of nDCG@10 to late and hybrid
-search for any of 3, 5 or 10 feedback chunks (README, "Quality"). Off by default (``LateParams.feedback_docs = 0``): on a patient's
-record, where one note answers the question, re-ranking towards the consensus of the top hits can
-hurt.
+search for any of 3, 5 or 10 feedback chunks (README, "Quality"). Off by default
+(``LateParams.feedback_docs = 0``): on a patient's record, where one note answers the question,
+re-ranking towards the consensus of the top hits can hurt.
 
 >>> import torch
 >>> from clinrag.retrieval.base import Scored

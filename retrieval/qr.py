@@ -195,7 +195,8 @@ def calibrate_heads(lm: CausalLM, seed: Sequence[SeedExample], n_heads: int = 16
             flat.append((mean / len(usable), i, j))
     best = sorted(flat, reverse=True)[:n_heads]
     heads = tuple((i, j) for _, i, j in best)
-    weight, curve = 1.0, ()
+    weight = 1.0
+    curve: tuple[float, ...] = ()
     if all(len(ex.hits) == len(ex.texts) for ex in usable):
         qr = [[float(sum(s[i, j, c] for i, j in heads)) for c in range(len(ex.texts))]
               for s, ex in zip(per_example, usable, strict=True)]

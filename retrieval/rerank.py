@@ -50,7 +50,8 @@ class Reranker(Protocol):
     """Re-orders a first-stage hit list for a query; returns new hits (ranks renumbered, the
     reranker's score in ``stage_scores[name]``). ``memory`` is optional context (a patient summary)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int | None = None, *,
                memory: str | None = None) -> list[Hit]: ...
