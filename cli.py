@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 
 from clinrag.commands.answer import ask
-from clinrag.commands.common import IndexOpt, JsonOpt, err, fail, out
+from clinrag.commands.common import IndexOpt, JsonOpt, emit_json, err, fail, out
 from clinrag.commands.demo import demo
 from clinrag.commands.patient import memory, rerank_app, timeline
 from clinrag.commands.review import review
@@ -145,7 +145,7 @@ def index(
     result = {"index": str(index_dir), "seconds": round(elapsed, 2), "skipped": sink.skipped,
               **{k: getattr(stats, k) for k in stats.__dataclass_fields__}, "counts": dict(engine.manifest.counts)}
     if json_out:
-        print(json.dumps(result))
+        emit_json(result)
         return
     out.print(f"indexed into [bold]{index_dir}[/] in {elapsed:.1f}s: {stats.documents_added} new, "
               f"{stats.documents_updated} updated, {stats.documents_unchanged} unchanged documents; "
@@ -164,8 +164,8 @@ def info(index_dir: Annotated[Path, typer.Argument(help="Index directory.")], js
         return
     counts = data["counts"]
     if json_out:
-        print(json.dumps({"documents": counts.get("documents", 0), "chunks": counts.get("chunks", 0),
-                          "images": counts.get("images", 0), "patients": counts.get("patients", 0), **data}))
+        emit_json({"documents": counts.get("documents", 0), "chunks": counts.get("chunks", 0),
+                   "images": counts.get("images", 0), "patients": counts.get("patients", 0), **data})
         return
     m = data["manifest"]
     table = Table(title=str(index_dir), show_header=False)
@@ -217,7 +217,7 @@ def optimize(index_dir: Annotated[Path, typer.Argument(help="Index directory.")]
         fail(exc)
         return
     if json_out:
-        print(json.dumps(report))
+        emit_json(report)
         return
     out.print(f"re-trained {int(report['centroids'])} centroids on {int(report['chunks'])} chunks; token-centroid "
               f"cosine {report['centroid_cos_before']:.3f} -> {report['centroid_cos_after']:.3f}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from clinrag.commands.common import JsonOpt, err, fail, out
+from clinrag.commands.common import JsonOpt, emit_json, err, fail, out
 from clinrag.errors import ClinragError
 
 
@@ -62,7 +61,7 @@ def ask(
         fail(exc)
         return
     if json_out:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        emit_json(result.to_dict())
         return
     if streamed:
         sys.stdout.write("\n")

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,6 +35,11 @@ def fail(exc: BaseException, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def emit_json(obj: Any, *, default: Any = None) -> None:
+    """Write ``obj`` as one line of JSON on stdout (the ``--json`` output of every command)."""
+    typer.echo(json.dumps(obj, ensure_ascii=False, default=default))
+
+
 def hits_table(query: str, hits: list[Any]) -> None:
     """Print search hits (chunks or images) as a table."""
     table = Table(title=f"{len(hits)} hit(s) for {query!r}", show_lines=True)
@@ -50,4 +56,4 @@ def hits_table(query: str, hits: list[Any]) -> None:
     out.print(table)
 
 
-__all__ = ["IndexOpt", "JsonOpt", "ModeOpt", "err", "fail", "hits_table", "out"]
+__all__ = ["IndexOpt", "JsonOpt", "ModeOpt", "emit_json", "err", "fail", "hits_table", "out"]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from clinrag.commands.common import JsonOpt, fail, out
+from clinrag.commands.common import JsonOpt, emit_json, fail, out
 from clinrag.errors import ClinragError
 
 
@@ -33,7 +33,7 @@ def timeline(
         fail(exc)
         return
     if json_out:
-        print(json.dumps([e.to_dict() for e in events], ensure_ascii=False))
+        emit_json([e.to_dict() for e in events])
         return
     table = Table(title=f"{len(events)} event(s) of patient {patient}")
     for col in ("date", "kind", "event", "record"):
@@ -59,7 +59,7 @@ def memory(
         fail(exc)
         return
     if json_out:
-        print(json.dumps(mem.to_dict(), ensure_ascii=False))
+        emit_json(mem.to_dict())
         return
     out.print(f"[bold]patient {mem.patient_id}[/]: {mem.n_records} records"
               + (f", {mem.first_date} to {mem.last_date}" if mem.first_date else ""))
@@ -128,7 +128,7 @@ def rerank_calibrate(
         fail(exc)
         return
     if json_out:
-        print(json.dumps({**selection.to_dict(), "path": str(path)}))
+        emit_json({**selection.to_dict(), "path": str(path)})
         return
     out.print(f"selected {len(selection.heads)} heads of {model} on {selection.seed_size} seed questions "
               f"(mean nDCG@10 of the best head {selection.head_scores[0]:.3f}); stored in {path}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from clinrag.commands.common import IndexOpt, JsonOpt, ModeOpt, err, fail, out
+from clinrag.commands.common import IndexOpt, JsonOpt, ModeOpt, emit_json, err, fail, out
 from clinrag.errors import ClinragError
 
 
@@ -53,7 +52,7 @@ def review(
                              for q in result.questions],
                "timings": result.manifest.get("timings", {})}
     if json_out:
-        print(json.dumps(summary))
+        emit_json(summary)
         return
     table = Table(title=f"review {result.protocol_name!r} ({result.mode}) -> {out_dir}")
     for col in ("question", "records", "retrieved", "flagged", "resumed"):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from clinrag.commands.common import JsonOpt, ModeOpt, err, fail, hits_table
+from clinrag.commands.common import JsonOpt, ModeOpt, emit_json, err, fail, hits_table
 from clinrag.errors import ClinragError
 
 
@@ -92,7 +91,7 @@ def search(
         fail(exc)
         return
     if json_out:
-        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+        emit_json([h.to_dict() for h in hits])
         return
     hits_table(query, hits)
 
@@ -114,7 +113,7 @@ def image_search(engine: Any, query: str | None, image: Path | None, target: str
         n = write_contact_sheet(contact_sheet, hits, title=query or f"similar to {image}")
         err.print(f"contact sheet of {n} image hit(s): {contact_sheet}")
     if json_out:
-        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, default=str))
+        emit_json([h.to_dict() for h in hits], default=str)
         return
     hits_table(query or f"image {image}", hits)
 

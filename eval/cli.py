@@ -11,20 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from clinrag.commands.common import JsonOpt, emit_json, err, out
+from clinrag.commands.common import fail as _fail
 from clinrag.errors import ClinragError
 
 eval_app = typer.Typer(help="Evaluate retrieval, NER, image, answer and screening quality.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
-
-
-def _fail(exc: BaseException, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
-    raise typer.Exit(code)
 
 
 @eval_app.command("retrieval")
@@ -64,7 +57,7 @@ def eval_retrieval(
     if output:
         output.write_text(json.dumps(payload, indent=2))
     if json_out:
-        print(json.dumps(payload))
+        emit_json(payload)
         return
     table = Table(title=f"{task}: {results[0].n_queries} queries over {results[0].n_documents} documents")
     names = list(results[0].metrics)
@@ -99,7 +92,7 @@ def eval_ner(
         _fail(exc)
         return
     if json_out:
-        print(json.dumps(r.to_dict()))
+        emit_json(r.to_dict())
         return
     table = Table(title=f"{r.data}: {r.n_sentences} sentences, {r.n_tokens} tokens ({r.model})")
     for col in ("label", "precision", "recall", "f1", "support"):
@@ -132,7 +125,7 @@ def eval_images(
     if output:
         output.write_text(json.dumps(payload, indent=2))
     if json_out:
-        print(json.dumps(payload))
+        emit_json(payload)
         return
     table = Table(title=f"images: {result.n_images} images, {result.n_texts} note texts, model {image_model}")
     for col in ("metric", "score", "chance"):
@@ -173,7 +166,7 @@ def eval_review(
             for name, ms in per_run.items()]
     payload: dict[str, Any] = {"plot": str(png), "runs": runs}
     if json_out:
-        print(json.dumps(payload))
+        emit_json(payload)
         return
     _screening_table(f"screening: {len(gold)} labelled questions", payload["runs"], ks)
     out.print(f"recall-vs-screened plot: {png}")
@@ -215,7 +208,7 @@ def eval_review_mesh(
         return
     rows = [r.to_dict() for r in results]
     if json_out:
-        print(json.dumps({"runs": rows, "plot": str(out_dir / "recall-vs-screened.png")}))
+        emit_json({"runs": rows, "plot": str(out_dir / "recall-vs-screened.png")})
         return
     n = results[0].per_question if results else ()
     _screening_table(f"pubmedqa-mesh review: {len(n)} topics, {results[0].n_formulations if results else 0} "
@@ -262,7 +255,7 @@ def eval_qa(
     if output:
         output.write_text(json.dumps(payload, indent=2))
     if json_out:
-        print(json.dumps(payload))
+        emit_json(payload)
         return
     n = results[0].n if results else 0
     table = Table(title=f"PubMedQA: {n} questions" + (f" (seeded subsample, seed {seed})" if limit else "")
@@ -320,7 +313,7 @@ def eval_longitudinal(
     if output:
         output.write_text(json.dumps(payload, indent=2))
     if json_out:
-        print(json.dumps(payload))
+        emit_json(payload)
         return
     table = Table(title=f"{data}: {payload['n_questions']} questions, {payload['n_patients']} patients, "
                         f"QR seed set {payload.get('seed_size', 0)}")
