@@ -69,7 +69,7 @@ class Engine:
         self.manifest = manifest
         self._encoder = encoder
         self._store: LanceStore | None = None
-        self._retrievers: dict[tuple[str, LateParams], Retriever] = {}
+        self._retrievers: dict[tuple[str, LateParams | None], Retriever] = {}
         self._chunk_doc: dict[str, str] | None = None
         self.late_params = LateParams()
         self._image_encoder: ImageEncoder | None = None
@@ -217,16 +217,18 @@ class Engine:
     def config(self) -> IndexConfig:
         return self.manifest.config
 
-    def retriever(self, mode: str | None = None) -> Retriever:
-        """The first-stage retriever for ``mode`` (``lexical``, ``late`` or ``hybrid``)."""
+    def retriever(self, mode: str | None = None, late_params: LateParams | None = None) -> Retriever:
+        """The first-stage retriever for ``mode`` (``lexical``, ``late`` or ``hybrid``) under the search
+        settings ``late_params`` (default: :attr:`late_params`), cached per mode and settings."""
         mode = mode or self.config.mode
         if mode not in SEARCH_MODES:
             raise ConfigError(f"unknown search mode {mode!r}; choose one of {', '.join(SEARCH_MODES)}")
-        key = (mode, self.late_params)  # search settings may change between searches
+        params = late_params or self.late_params
+        key = (mode, None if mode == "lexical" else params)  # BM25 does not depend on the settings
         if key in self._retrievers:
             return self._retrievers[key]
         retriever = build_retriever(mode, self.root, self.manifest, store=lambda: self.store,
-                                    encoder=lambda: self.encoder, late_params=self.late_params, sub=self.retriever)
+                                    encoder=lambda: self.encoder, late_params=params, sub=self.retriever)
         self._retrievers[key] = retriever
         return retriever
 

@@ -49,6 +49,7 @@ def ask(
             sys.stdout.flush()
 
     try:
+        AnswerConfig(mode=mode, family=family)  # a bad --mode or --family fails before any model loads
         spec = parse_spec(llm, family=family, max_new_tokens=max_tokens) if mode != "extractive" else None
         filters = Filters(since=parse_time(since, field_name="since"), source=source or None)
         loaded = load_llm_or_none(spec, mode)

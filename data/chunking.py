@@ -120,7 +120,8 @@ def _windows(a: int, b: int, max_words: int, overlap: int,
         out.append((s, e))
         if e >= b:
             break
-        s = max(e - min(overlap, (e - s) // 2), s + 1)
+        # a window the token budget shrank keeps at most half of itself as overlap
+        s = e - overlap if e - s == max_words else max(e - min(overlap, (e - s) // 2), s + 1)
     return out
 
 

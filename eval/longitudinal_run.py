@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ def open_or_build(data: Path, index_dir: Path | None, docs: list[Any], text_mode
             return Engine.open(index_dir)
         except IndexNotFoundError:
             pass
-    target = index_dir or Path(__import__("tempfile").mkdtemp(prefix="clinrag-long-")) / "index"
+    target = index_dir or Path(tempfile.mkdtemp(prefix="clinrag-long-")) / "index"
     engine = Engine.create(target, IndexConfig(text_model=text_model))
     t0 = time.perf_counter()
     engine.add(docs)

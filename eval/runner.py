@@ -62,14 +62,16 @@ def run_task(task: RetrievalTask, *, mode: str = "lexical", depth: int = 100,
         if late_params is not None:
             engine.late_params = late_params
         t1 = time.perf_counter()
-        if mode in BASELINES:
-            from clinrag.eval.baselines import run_baseline
+        try:
+            if mode in BASELINES:
+                from clinrag.eval.baselines import run_baseline
 
-            ranked = run_baseline(mode, engine, [task.queries[q] for q in qids], depth)
-        else:
-            ranked = engine.rank([task.queries[q] for q in qids], depth, mode=mode, unique_docs=True)
+                ranked = run_baseline(mode, engine, [task.queries[q] for q in qids], depth)
+            else:
+                ranked = engine.rank([task.queries[q] for q in qids], depth, mode=mode, unique_docs=True)
+        finally:
+            engine.late_params = saved
         seconds = time.perf_counter() - t1
-        engine.late_params = saved
         doc_of = engine.chunk_doc_map()
         run = {q: {doc_of[s.chunk_id]: s.score for s in res} for q, res in zip(qids, ranked, strict=True)}
         scores = evaluate(task.qrels, run, metrics)

@@ -103,6 +103,7 @@ class SupportScorer:
         self.encoder = encoder
         self.threshold = threshold
         self.maxsim_floor = maxsim_floor
+        self._encoded: dict[str, Any] = {}  # evidence text -> token vectors (a scorer serves one answer)
 
     @property
     def name(self) -> str:
@@ -114,8 +115,13 @@ class SupportScorer:
             return 0.0
         import numpy as np
 
-        q = self.encoder.encode_queries([strip_citations(sentence)])[0].astype(np.float32)
-        docs = [d.astype(np.float32) for d in self.encoder.encode_documents(list(evidence)) if len(d)]
+        # content tokens only: an encoder's [CLS]/[SEP] markers match each other in any two texts
+        strip = getattr(self.encoder, "strip_markers", lambda v: v)
+        q = strip(self.encoder.encode_queries([strip_citations(sentence)])[0]).astype(np.float32)
+        missing = [t for t in dict.fromkeys(evidence) if t not in self._encoded]
+        if missing:  # each evidence text is encoded once, however many sentences cite it
+            self._encoded.update(zip(missing, map(strip, self.encoder.encode_documents(missing)), strict=True))
+        docs = [self._encoded[t].astype(np.float32) for t in evidence if len(self._encoded[t])]
         if not len(q) or not docs:
             return 0.0
         return float((q @ np.concatenate(docs).T).max(axis=1).mean())

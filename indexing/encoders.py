@@ -268,6 +268,14 @@ class HFTokenEncoder:
     def __repr__(self) -> str:
         return f"HFTokenEncoder({self.name!r}, dim={self.dim}, device={self.device!r})"
 
+    def strip_markers(self, vectors: np.ndarray) -> np.ndarray:
+        """The rows of one encoded text without the special marker rows (``[CLS]``/``[SEP]``), for
+        measures that compare content tokens only (answer support)."""
+        if not self.keep_special or not len(vectors):
+            return vectors
+        front, back = self._layout
+        return vectors[front:len(vectors) - back]
+
     def encode_documents(self, texts: Sequence[str], *, batch_size: int = 32,
                          progress: Progress | None = None) -> list[np.ndarray]:
         """Token vectors of each text, without punctuation-only or padding tokens (nor the

@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 
 def build_retriever(mode: str, root: Path, manifest: Manifest, *, store: Callable[[], LanceStore],
                     encoder: Callable[[], TokenEncoder | None], late_params: LateParams,
-                    sub: Callable[[str], Retriever]) -> Retriever:
+                    sub: Callable[[str, LateParams], Retriever]) -> Retriever:
     """The retriever of ``mode`` over the index at ``root``; ``store`` and ``encoder`` give the open
-    store and text encoder when needed, ``sub`` the (cached) retrievers a hybrid one fuses."""
+    store and text encoder when needed, ``sub(mode, late_params)`` the (cached) retrievers that a
+    hybrid or feedback retriever builds on."""
     config = manifest.config
     if mode == "lexical":
         if manifest.bm25_dir is None:
@@ -54,12 +55,8 @@ def build_retriever(mode: str, root: Path, manifest: Manifest, *, store: Callabl
         from clinrag.retrieval.feedback import FeedbackRetriever, PseudoFeedback
 
         plain = replace(late_params, feedback_docs=0)
-        late = build_retriever("late", root, manifest, store=store, encoder=encoder, late_params=plain, sub=sub)
-        base = late if mode == "late" else build_retriever(
-            "hybrid", root, manifest, store=store, encoder=encoder, late_params=plain,
-            sub=lambda m: late if m == "late" else sub(m))
-        return FeedbackRetriever(base, late, PseudoFeedback(late_params.feedback_docs,
-                                                            late_params.feedback_weight))
+        return FeedbackRetriever(sub(mode, plain), sub("late", plain),
+                                 PseudoFeedback(late_params.feedback_docs, late_params.feedback_weight))
     if mode == "late":
         if manifest.mv_dir is None or manifest.codec_dir is None:
             raise ConfigError(f"{root} has no multi-vector index yet; add records to build it")
@@ -76,7 +73,8 @@ def build_retriever(mode: str, root: Path, manifest: Manifest, *, store: Callabl
     from clinrag.retrieval.hybrid import HybridRetriever
 
     w = config.hybrid_weight
-    return HybridRetriever([sub("lexical"), sub("late")], weights=[1 - w, w], method=config.hybrid_method)
+    return HybridRetriever([sub("lexical", late_params), sub("late", late_params)], weights=[1 - w, w],
+                           method=config.hybrid_method)
 
 
 __all__ = ["build_retriever"]

@@ -24,6 +24,19 @@ from clinrag.retrieval.base import Scored
 METHODS = ("wsum", "rrf")
 
 
+def scale(values: Sequence[float]) -> list[float]:
+    """Scores on a 0-1 scale: divided by the best when none is negative, else min-max (all equal
+    and not positive: 0).
+
+    >>> scale([2.0, 1.0]), scale([-1.0, 1.0]), scale([0.0, 0.0])
+    ([1.0, 0.5], [0.0, 1.0], [0.0, 0.0])
+    """
+    lo, hi = min(values, default=0.0), max(values, default=0.0)
+    if lo >= 0 and hi > 0:
+        return [v / hi for v in values]
+    return [0.0 if hi == lo else (v - lo) / (hi - lo) for v in values]
+
+
 def fuse(lists: Sequence[Sequence[Scored]], *, method: str = "wsum", weights: Sequence[float] | None = None,
          k: int | None = None, rrf_k: int = 60) -> list[Scored]:
     """Fuse ranked lists of the same query into one, best first (ties broken by first list order)."""
@@ -52,4 +65,4 @@ def fuse(lists: Sequence[Sequence[Scored]], *, method: str = "wsum", weights: Se
     return [Scored(cid, score) for cid, score in fused]
 
 
-__all__ = ["METHODS", "fuse"]
+__all__ = ["METHODS", "fuse", "scale"]

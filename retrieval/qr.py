@@ -47,6 +47,7 @@ from typing import Any
 
 from clinrag.errors import ConfigError, IndexFormatError
 from clinrag.retrieval.base import Hit
+from clinrag.retrieval.fusion import scale
 from clinrag.retrieval.qr_attention import (
     PACKAGED,
     CausalLM,
@@ -142,18 +143,6 @@ def ndcg_at(scores: Sequence[float], relevance: Sequence[int], k: int = 10) -> f
     ideal = sorted(relevance, reverse=True)[:k]
     idcg = sum((2 ** g - 1) / math.log2(r + 2) for r, g in enumerate(ideal))
     return dcg / idcg if idcg > 0 else 0.0
-
-
-def scale(values: Sequence[float]) -> list[float]:
-    """Scores on a 0-1 scale: divided by the best when none is negative, else min-max.
-
-    >>> scale([2.0, 1.0]), scale([-1.0, 1.0]), scale([0.0, 0.0])
-    ([1.0, 0.5], [0.0, 1.0], [0.0, 0.0])
-    """
-    lo, hi = min(values, default=0.0), max(values, default=0.0)
-    if lo >= 0 and hi > 0:
-        return [v / hi for v in values]
-    return [0.0 if hi == lo else (v - lo) / (hi - lo) for v in values]
 
 
 def question_mass(lm: CausalLM, prompt: Prompt, heads: Sequence[tuple[int, int]] | None = None) -> Any:

@@ -173,6 +173,8 @@ def head_scores(lm: CausalLM, prompt: Prompt, heads: Sequence[tuple[int, int]] |
                               "run `clinrag rerank calibrate` for this model")
         wanted.setdefault(layer, []).append(head)
     out = torch.zeros(n_layers, n_heads, len(prompt.spans))
+    if not wanted:  # no head asked for: nothing to compute
+        return out
     T = len(prompt.ids)
     qpos = torch.arange(prompt.query[0], prompt.query[1])
     seg = torch.full((T,), -1, dtype=torch.long)

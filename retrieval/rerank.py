@@ -20,9 +20,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from clinrag.retrieval.base import Hit
+from clinrag.retrieval.fusion import scale
 from clinrag.retrieval.temporal import apply_intent, detect_intent, in_range
 
 _STOP = frozenset("""a an and any are as at be been by did do does for from had has have he her his how in is it
@@ -81,9 +82,17 @@ def wanted_kinds(query: str) -> set[str]:
     return {k for pattern, kinds in KIND_CUES.items() if re.search(pattern, q) for k in kinds}
 
 
-def _entities(hit: Hit) -> list[Mapping[str, Any]]:
+def _entities(hit: Hit) -> list[tuple[str, bool]]:
+    """``(text, negated)`` of the hit's entities: ``Hit.entities`` (an index built with NER), else
+    entity dicts in ``metadata['entities']`` (``negated`` or an ``assertion`` of negated/absent)."""
+    if hit.entities:
+        return [(e.text, e.negated) for e in hit.entities]
     ents = hit.metadata.get("entities")
-    return [e for e in ents if isinstance(e, Mapping)] if isinstance(ents, list | tuple) else []
+    if not isinstance(ents, list | tuple):
+        return []
+    return [(str(e.get("text", "")), bool(e.get("negated"))
+             or str(e.get("assertion", "")).lower() in ("negated", "absent", "negative"))
+            for e in ents if isinstance(e, Mapping)]
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ class FastReranker:
     """Late-interaction score + title/entity match + kind and status cues + temporal intent.
 
     ``w_*`` weight each feature; the first-stage score (the ``late`` stage score when present,
-    else the fused score) is divided by the list's best so every feature is on a 0-1 scale.
+    else the fused score) is put on a 0-1 scale (:func:`clinrag.retrieval.fusion.scale`) like every feature.
     """
 
     w_first: float = 1.0
@@ -109,10 +118,9 @@ class FastReranker:
         q = terms(query)
         title = terms(hit.title) or terms(hit.text[:120])
         f = {"title": len(q & title) / len(q) if q else 0.0, "entity": 0.0, "negated": 0.0}
-        for e in _entities(hit):
-            et = terms(str(e.get("text", "")))
+        for text, neg in _entities(hit):
+            et = terms(text)
             if et and et <= q | title and et & q:
-                neg = str(e.get("assertion", "")).lower() in ("negated", "absent", "negative")
                 f["negated" if neg else "entity"] = 1.0
         kinds = wanted_kinds(query)
         f["kind"] = 1.0 if kinds and hit.kind in kinds else 0.0
@@ -125,13 +133,12 @@ class FastReranker:
                memory: str | None = None) -> list[Hit]:
         if not hits:
             return []
-        first = [h.stage_scores.get("late", h.score) for h in hits]
-        top = max(first) or 1.0
+        first = scale([h.stage_scores.get("late", h.score) for h in hits])
         intent = detect_intent(query) if self.temporal else None
         scored = []
         for h, s in zip(hits, first, strict=True):
             f = self.features(query, h)
-            score = (self.w_first * s / top + self.w_title * f["title"] + self.w_entity * f["entity"]
+            score = (self.w_first * s + self.w_title * f["title"] + self.w_entity * f["entity"]
                      - self.w_negated * f["negated"] + self.w_kind * f["kind"] + self.w_status * f["status"])
             if intent is not None and (intent.since or intent.until) and in_range(h.timestamp, intent):
                 score += self.w_range

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from clinrag.indexing.filters import parse_time
 from clinrag.retrieval.base import Hit
+from clinrag.retrieval.fusion import scale
 
 _LATEST = re.compile(r"\b(most\s+recent(ly)?|latest|newest|last(?!\s+\d)(?!\s+(few|several)\b)|current(ly)?|"
                      r"now|recent(ly)?|today)\b(?!-)", re.I)
@@ -96,12 +97,8 @@ def detect_intent(query: str, now: dt.datetime | None = None) -> TemporalIntent:
 
 
 def _norm(hits: Sequence[Hit]) -> list[float]:
-    """Scores relative to the best (``s / max``) when none is negative, else min-max normalised."""
-    scores = [h.score for h in hits]
-    lo, hi = min(scores), max(scores)
-    if lo >= 0 and hi > 0:
-        return [s / hi for s in scores]
-    return [1.0 if hi == lo else (s - lo) / (hi - lo) for s in scores]
+    """The hits' scores on a 0-1 scale (:func:`clinrag.retrieval.fusion.scale`)."""
+    return scale([h.score for h in hits])
 
 
 def in_range(ts: dt.datetime | None, intent: TemporalIntent) -> bool:

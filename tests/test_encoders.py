@@ -239,6 +239,7 @@ def test_hf_encoder_skips_punctuation_keeps_markers(plain_hf):
     ref = _reference(model, _ids(tok, tokens))
     [d] = enc.encode_documents(["Fever, cough..."])  # [CLS] / [SEP] kept, as in colbert-ai
     _close(d, ref[[0, 1, 3, 7]])
+    _close(enc.strip_markers(d), ref[[1, 3]])  # content tokens only (answer support)
     [q] = enc.encode_queries(["Fever, cough..."])  # queries keep every token
     _close(q, ref)
 

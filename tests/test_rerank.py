@@ -197,6 +197,15 @@ def test_fast_reranker_features():
     fast = FastReranker()
     assert [h.doc_id for h in fast.rerank("latest hemoglobin A1c", hits)][:2] == ["d3", "d2"]
     assert fast.features("asthma", hits[3])["negated"] == 1.0
+    # entities of an index built with NER arrive on Hit.entities, with the negated flag
+    from clinrag.ner.schema import Entity
+
+    tagged = [Hit("c5", "d5", 1.0, "No asthma.", kind="note", title="Note",
+                  entities=(Entity("asthma", "Disease", 3, 9, negated=True),)),
+              Hit("c6", "d6", 0.9, "Asthma exacerbation.", kind="note", title="Note",
+                  entities=(Entity("Asthma", "Disease", 0, 6),))]
+    assert fast.features("asthma", tagged[0])["negated"] == 1.0 and fast.features("asthma", tagged[1])["entity"] == 1.0
+    assert [h.doc_id for h in fast.rerank("asthma", tagged)] == ["d6", "d5"]
     assert [h.doc_id for h in fast.rerank("hemoglobin A1c in 2015", hits)][0] == "d2"
 
 
@@ -223,7 +232,8 @@ def test_generated_benchmark_and_stages_on_sample_bundles(tmp_path, tiny_lm):
         assert set(r.metrics) == {"recall@5", "ndcg@10", "answer_in_top5"}
         assert all(0.0 <= v <= 1.0 for v in r.metrics.values())
     assert res["fast_rerank"].metrics["answer_in_top5"] >= res["first_stage"].metrics["answer_in_top5"]
-    assert json.dumps(res["qr_rerank"].to_dict())
+    back = json.loads(json.dumps(res["qr_rerank"].to_dict()))  # the --json payload round-trips
+    assert back["ndcg@10"] == pytest.approx(res["qr_rerank"].metrics["ndcg@10"], abs=1e-4)
 
 
 def test_cli_calibrate_and_eval_longitudinal(tmp_path):
