@@ -1,8 +1,8 @@
 """The search-time multi-vector index: compressed token codes laid out for fast candidate generation.
 
 The chunks table holds each chunk's tokens as centroid ids (``codes``) and packed residuals
-(``residuals``). At commit, :func:`build_multivector` lays them out as plain ``.npy`` files
-in ``mv-<id>/``, memory-mapped at search time:
+(``residuals``). At commit, :func:`build_multivector` streams them out as plain ``.npy`` files
+in ``mv-<id>/`` (:mod:`clinrag.indexing.mv_writer`), memory-mapped at search time:
 
 - ``codes.npy`` (int32, one per token) and ``residuals.npy`` (uint8, packed, one row per token);
 - ``offsets.npy`` (int64, ``n_chunks + 1``): chunk ``i``'s tokens are ``offsets[i]:offsets[i+1]``;
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,55 +65,30 @@ class MultiVectorIndex:
         return idx, local
 
 
-def build_multivector(directory: Path, table: pa.Table, n_centroids: int) -> dict[str, int]:
-    """Write ``directory`` from a chunks table with ``chunk_id``, ``codes`` and ``residuals`` columns.
+def build_multivector(directory: Path, table: pa.Table | Iterable[pa.RecordBatch], n_centroids: int) -> dict[str, int]:
+    """Write ``directory`` from chunk rows with ``chunk_id``, ``codes`` and ``residuals`` columns.
 
-    Chunks without codes (written before a text model was configured) get no tokens.
+    ``table`` is a table or an iterable of record batches (a streamed scan): batches are
+    written as they come (:class:`~clinrag.indexing.mv_writer.MultiVectorWriter`), so
+    memory stays bounded by one batch plus the inverted lists. Chunks without codes
+    (written before a text model was configured) get no tokens.
     """
-    directory.mkdir(parents=True, exist_ok=False)
-    n = table.num_rows
-    chunk_ids = table.column("chunk_id").to_pylist()
-    lengths = np.zeros(n, dtype=np.int64)
-    code_parts: list[np.ndarray] = []
-    res_parts: list[np.ndarray] = []
-    row = 0
-    for codes_arr, res_arr in zip(table.column("codes").chunks, table.column("residuals").chunks, strict=True):
-        m = len(codes_arr)
-        lengths[row:row + m] = np.asarray(codes_arr.value_lengths().fill_null(0), dtype=np.int64)
-        code_parts.append(np.asarray(codes_arr.flatten(), dtype=np.int32))
+    from clinrag.indexing.mv_writer import MultiVectorWriter
+
+    writer = MultiVectorWriter(directory, n_centroids=n_centroids)
+    batches = table.to_batches() if isinstance(table, pa.Table) else table
+    for batch in batches:
+        codes_arr, res_arr = batch.column("codes"), batch.column("residuals")
+        lengths = np.asarray(codes_arr.value_lengths().fill_null(0), dtype=np.int64)
+        codes = np.asarray(codes_arr.flatten(), dtype=np.int32)
         valid = res_arr.filter(res_arr.is_valid()).cast(pa.large_binary())
+        flat = np.zeros(0, np.uint8)
         if len(valid):
             bufs = valid.buffers()
             value_offsets = np.frombuffer(bufs[1], dtype=np.int64)[valid.offset:valid.offset + len(valid) + 1]
-            data = np.frombuffer(bufs[2], dtype=np.uint8)
-            res_parts.append(data[value_offsets[0]:value_offsets[-1]])
-        row += m
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    codes = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int32)
-    flat = np.concatenate(res_parts) if res_parts else np.zeros(0, np.uint8)
-    width = len(flat) // len(codes) if len(codes) else 1
-    residuals = flat.reshape(-1, width) if len(codes) else np.zeros((0, 1), np.uint8)
-    # Inverted lists: unique (centroid, chunk row) pairs, sorted by centroid.
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    pairs = np.unique(codes.astype(np.int64) * max(n, 1) + rows)
-    ivf_centroid = pairs // max(n, 1)
-    ivf_rows = (pairs % max(n, 1)).astype(np.int32)
-    indptr = np.zeros(n_centroids + 1, dtype=np.int64)
-    np.cumsum(np.bincount(ivf_centroid, minlength=n_centroids)[:n_centroids], out=indptr[1:])
-    width_ids = max((len(c) for c in chunk_ids), default=1)
-    arrays = {"codes": codes, "residuals": residuals, "offsets": offsets,
-              "chunk_ids": np.asarray(chunk_ids, dtype=f"<U{width_ids}"), "ivf_indptr": indptr,
-              "ivf_rows": ivf_rows}
-    for name, arr in arrays.items():
-        np.save(directory / f"{name}.npy", arr, allow_pickle=False)
-    stats = {"chunks": n, "tokens": int(offsets[-1]), "ivf_entries": int(len(ivf_rows)),
-             "bytes_per_token": int(residuals.shape[1]) + 4}
-    (directory / "stats.json").write_text(json.dumps(stats))
-    log.info("multi-vector index: %s", stats)
-    return stats
-
-
+            flat = np.frombuffer(bufs[2], dtype=np.uint8)[value_offsets[0]:value_offsets[-1]]
+        writer.add(batch.column("chunk_id").to_pylist(), lengths, codes, flat)
+    return writer.close()
 
 
 class TokenCompressor:

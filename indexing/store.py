@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,11 @@ class LanceStore:
         if where:
             q = q.where(where)
         return q.select(list(columns)).limit(None).to_arrow()
+
+    def scan_batches(self, name: str, columns: Sequence[str], batch_size: int = 8192) -> Iterator[pa.RecordBatch]:
+        """All rows of ``name`` with ``columns`` only, streamed as record batches of up to ``batch_size``."""
+        reader = self._tables[name].search().select(list(columns)).limit(None).to_batches(batch_size)
+        yield from reader
 
     def fetch(self, name: str, ids: Sequence[str], columns: Sequence[str] | None = None) -> dict[str, dict]:
         """Rows of ``name`` by primary key, as ``{id: row}``; missing ids are absent."""

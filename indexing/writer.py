@@ -407,7 +407,7 @@ class Transaction:
             build["truncated_chunks"] = self._truncated
         if self.compressor is not None:
             mv_name = f"mv-{uuid.uuid4().hex[:12]}"
-            mv = self.store.scan("chunks", ["chunk_id", "codes", "residuals"])
+            mv = self.store.scan_batches("chunks", ["chunk_id", "codes", "residuals"])
             mv_stats = build_multivector(self.root / mv_name, mv, len(self.compressor.codec.centroids))
             build["multivector"] = mv_stats
             if self._drift[1]:
