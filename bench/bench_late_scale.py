@@ -62,31 +62,55 @@ def real_vectors(cache: Path, dim: int) -> tuple[list[np.ndarray], list[np.ndarr
     return split(d, do), split(q, qo)
 
 
+GEN_BLOCK = 4096  # synthetic chunks are generated in blocks of this many, each from its own seed
+
+
 def prepare(w: Path, docs: list[np.ndarray], queries: list[np.ndarray], n: int, seed: int = 0,
-            noise: float = 0.05) -> None:
-    """Write ``n`` synthetic chunks of ~150 tokens (a real abstract's tokens resampled + noise)."""
+            write_vectors: bool = True) -> None:
+    """Plan ``n`` synthetic chunks of ~150 tokens (a real abstract's tokens resampled + noise).
+
+    The plan (source abstract and length of each chunk) is small; the vectors are written to
+    ``docs.npy`` (float16) only with ``write_vectors`` (the peers and the exhaustive reference
+    read them); otherwise :func:`chunk_block` regenerates them block by block, identically.
+    """
     w.mkdir(parents=True, exist_ok=True)
     qoff = np.zeros(len(queries) + 1, np.int64)
     np.cumsum([len(q) for q in queries], out=qoff[1:])
     np.save(w / "queries.npy", np.concatenate(queries).astype(np.float32))
     np.save(w / "query_offsets.npy", qoff)
-    if (w / "docs.npy").exists():
+    if not (w / "doc_offsets.npy").exists():
+        rng = np.random.default_rng(seed)
+        src = rng.integers(len(docs), size=n)
+        lengths = np.clip(rng.normal(150, 30, size=n), 40, 300).astype(np.int64)
+        off = np.zeros(n + 1, np.int64)
+        np.cumsum(lengths, out=off[1:])
+        np.save(w / "doc_src.npy", src)
+        np.save(w / "doc_offsets.npy", off)
+    if not write_vectors or (w / "docs.npy").exists():
         return
-    rng = np.random.default_rng(seed)
-    src = rng.integers(len(docs), size=n)
-    lengths = np.clip(rng.normal(150, 30, size=n), 40, 300).astype(np.int64)
-    off = np.zeros(n + 1, np.int64)
-    np.cumsum(lengths, out=off[1:])
-    dim = docs[0].shape[1]
-    out = np.lib.format.open_memmap(w / "docs.npy.tmp", mode="w+", dtype=np.float16, shape=(int(off[-1]), dim))
-    for i in range(n):
-        d = docs[src[i]]
-        v = d[rng.integers(0, len(d), lengths[i])] + noise * rng.standard_normal((lengths[i], dim), np.float32)
-        out[off[i]:off[i + 1]] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    off = np.load(w / "doc_offsets.npy")
+    out = np.lib.format.open_memmap(w / "docs.npy.tmp", mode="w+", dtype=np.float16,
+                                    shape=(int(off[-1]), docs[0].shape[1]))
+    for s in range(0, n, GEN_BLOCK):
+        e = min(n, s + GEN_BLOCK)
+        out[off[s]:off[e]] = chunk_block(w, docs, s // GEN_BLOCK, seed=seed)
     out.flush()
     del out
     os.replace(w / "docs.npy.tmp", w / "docs.npy")
-    np.save(w / "doc_offsets.npy", off)
+
+
+def chunk_block(w: Path, docs: list[np.ndarray], block: int, seed: int = 0, noise: float = 0.05) -> np.ndarray:
+    """Token vectors (float32, unit length) of synthetic chunks ``block * GEN_BLOCK`` onwards, concatenated."""
+    src, off = np.load(w / "doc_src.npy"), np.load(w / "doc_offsets.npy")
+    s, e = block * GEN_BLOCK, min(len(src), (block + 1) * GEN_BLOCK)
+    rng = np.random.default_rng([seed, block])
+    parts = []
+    for i in range(s, e):
+        d, m = docs[src[i]], int(off[i + 1] - off[i])
+        parts.append(d[rng.integers(0, len(d), m)])
+    v = np.concatenate(parts).astype(np.float32)
+    v += noise * rng.standard_normal(v.shape, np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def load_queries(w: Path) -> list[np.ndarray]:
@@ -122,13 +146,14 @@ def work_exhaustive(w: Path, n_single: int) -> dict:
             "single_queries": len(lat), "peak_rss_mib": rss_mib()}
 
 
-def work_clinrag_build(w: Path, nbits: int, max_centroids: int, niter: int) -> dict:
-    import pyarrow as pa
-
+def work_clinrag_build(w: Path, nbits: int, max_centroids: int, niter: int, dim: int) -> dict:
+    """Build through the library's streaming layout, regenerating the synthetic chunks block by block
+    (so the build never holds, nor maps, more than one block of raw vectors)."""
     from clinrag.indexing.codec import default_n_centroids
-    from clinrag.indexing.multivector import TokenCompressor, build_multivector
+    from clinrag.indexing.multivector import TokenCompressor
+    from clinrag.indexing.mv_writer import MultiVectorWriter
 
-    docs = np.load(w / "docs.npy", mmap_mode="r")
+    base, _ = real_vectors(w.parent, dim)
     off = np.load(w / "doc_offsets.npy")
     n = len(off) - 1
     folder = w / f"clinrag-{nbits}"
@@ -138,23 +163,22 @@ def work_clinrag_build(w: Path, nbits: int, max_centroids: int, niter: int) -> d
         shutil.rmtree(folder)
     folder.mkdir()
     t0 = time.perf_counter()
-    rng = np.random.default_rng(0)
-    sample_rows = np.sort(rng.choice(n, min(n, 3000), replace=False))  # ~450k tokens to sample from
+    sample: list[np.ndarray] = []  # chunks are i.i.d. by construction: the first ~3000 are a fair sample
+    for blk in range(0, -(-min(n, 3000) // GEN_BLOCK)):
+        s = blk * GEN_BLOCK
+        sample += split(chunk_block(w, base, blk), off[s:min(n, s + GEN_BLOCK) + 1] - off[s])
     n_centroids = min(default_n_centroids(int(off[-1])), max_centroids)
-    comp = TokenCompressor.fit([np.asarray(docs[off[i]:off[i + 1]]) for i in sample_rows], dim=None, nbits=nbits,
-                               n_centroids=n_centroids, expected_tokens=int(off[-1]), niter=niter)
+    comp = TokenCompressor.fit(sample[:3000], dim=None, nbits=nbits, n_centroids=n_centroids,
+                               expected_tokens=int(off[-1]), niter=niter)
+    del sample
     t_train = time.perf_counter() - t0
-    codes: list[np.ndarray] = []
-    residuals: list[bytes] = []
-    for s in range(0, n, 4096):
-        e = min(n, s + 4096)
-        c, r = comp.compress(split(np.asarray(docs[off[s]:off[e]]), off[s:e + 1] - off[s]))
-        codes += c
-        residuals += r
-    table = pa.table({"chunk_id": [f"c{i}" for i in range(n)], "codes": pa.array(codes, pa.list_(pa.int32())),
-                      "residuals": pa.array(residuals, pa.large_binary())})
-    del codes, residuals
-    build_multivector(folder / "mv", table, len(comp.codec.centroids))
+    writer = MultiVectorWriter(folder / "mv", n_centroids=len(comp.codec.centroids),
+                               residual_bytes=comp.codec.bytes_per_token - 4)
+    for blk in range(-(-n // GEN_BLOCK)):
+        s, e = blk * GEN_BLOCK, min(n, (blk + 1) * GEN_BLOCK)
+        codes, packed = comp.codec.compress(comp.project(chunk_block(w, base, blk)))
+        writer.add([f"c{i}" for i in range(s, e)], np.diff(off[s:e + 1]), codes, packed)
+    writer.close()
     comp.save(folder / "codec")
     build_s = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -179,7 +203,7 @@ def work_clinrag_search(w: Path, nbits: int, grid: list[tuple[int, int]]) -> dic
     retr = LateRetriever(MultiVectorIndex.load(folder / "mv"), comp.codec, _NoEncoder(),  # type: ignore[arg-type]
                          device="cpu")
     queries = load_queries(w)
-    truth = np.load(w / "truth.npy")
+    truth = np.load(w / "truth.npy") if (w / "truth.npy").exists() else None  # none without the reference
     rows = []
     for nprobe, ncand in grid:
         retr.params = LateParams(nprobe=nprobe, ncandidates=ncand)
@@ -189,7 +213,8 @@ def work_clinrag_search(w: Path, nbits: int, grid: list[tuple[int, int]]) -> dic
             t0 = time.perf_counter()
             res = retr.search_vectors(q, 10)
             lat.append(time.perf_counter() - t0)
-            rec.append(len({int(s.chunk_id[1:]) for s in res} & set(truth[i].tolist())) / 10)
+            if truth is not None:
+                rec.append(len({int(s.chunk_id[1:]) for s in res} & set(truth[i].tolist())) / 10)
         t0 = time.perf_counter()
         batch = retr.search_batch_vectors(queries[:64], 10)
         per_q = (time.perf_counter() - t0) / 64
@@ -197,7 +222,7 @@ def work_clinrag_search(w: Path, nbits: int, grid: list[tuple[int, int]]) -> dic
         same = all([s.chunk_id for s in a] == [s.chunk_id for s in b] for a, b in zip(batch, one, strict=True))
         rows.append({"nprobe": nprobe, "ncandidates": ncand, "p50_ms": 1000 * float(np.percentile(lat, 50)),
                      "p95_ms": 1000 * float(np.percentile(lat, 95)), "batch64_ms_per_q": 1000 * per_q,
-                     "recall@10": float(np.mean(rec)), "batch_same_hits": same})
+                     "recall@10": float(np.mean(rec)) if rec else None, "batch_same_hits": same})
     return {"rows": rows, "peak_rss_mib": rss_mib()}
 
 
@@ -279,6 +304,10 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1,
                     help="threads per engine (1: on 2 cores shared with other jobs, more threads only wait)")
+    ap.add_argument("--vectors-up-to", type=int, default=200_000,
+                    help="above this many chunks the vectors are not written out (38 GB at 1M): only the "
+                         "clinrag build and search run, regenerating them block by block; no exhaustive "
+                         "reference, so no recall")
     ap.add_argument("--note", default="", help="appended to the table title (e.g. CPU contention)")
     # worker mode
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -293,7 +322,8 @@ def main() -> None:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
         w = args.workdir
         res = {"exhaustive": lambda: work_exhaustive(w, args.exhaustive_single),
-               "clinrag-build": lambda: work_clinrag_build(w, args.nbits, args.max_centroids, args.kmeans_niter),
+               "clinrag-build": lambda: work_clinrag_build(w, args.nbits, args.max_centroids, args.kmeans_niter,
+                                                           args.dim),
                "clinrag-search": lambda: work_clinrag_search(w, args.nbits, grid),  # type: ignore[arg-type]
                "lancedb": lambda: work_lancedb(w, args.lancedb_queries)}[args.worker]()
         args.out.write_text(json.dumps(res))
@@ -345,16 +375,18 @@ def main() -> None:
     for n in args.chunks:
         w = args.workdir / str(n)
         t0 = time.perf_counter()
-        prepare(w, docs, queries, n)
+        with_vectors = n <= args.vectors_up_to
+        prepare(w, docs, queries, n, write_vectors=with_vectors)
         tokens = int(np.load(w / "doc_offsets.npy")[-1])
         print(f"{n} chunks, {tokens} tokens prepared in {time.perf_counter() - t0:.0f} s", flush=True)
-        ex = worker("exhaustive", w)  # always: it writes the truth
-        if "exhaustive" in args.engines:
+        engines = args.engines if with_vectors else [e for e in args.engines if e == "clinrag"]
+        ex = worker("exhaustive", w) if with_vectors else {}  # it writes the truth
+        if "exhaustive" in engines:
             rows.append((n, "torch exhaustive MaxSim (fp16 stored, fp32 compute)", "-", fmt(ex.get("p50_ms")),
                          fmt(ex.get("p95_ms")), fmt(ex.get("batch64_ms_per_q")), "1.000",
                          fmt(ex.get("bytes_per_token"), ".0f"), "-", "-", "-", fmt(ex.get("peak_rss_mib"), ".0f"),
                          f"single: {ex.get('single_queries')} queries" if "error" not in ex else ex["error"]))
-        if "clinrag" in args.engines:
+        if "clinrag" in engines:
             b = worker("clinrag-build", w)
             s = worker("clinrag-search", w) if "error" not in b else {"error": "no index"}
             search_rows: list[dict] = s.get("rows") or [{}]  # type: ignore[assignment]
@@ -367,15 +399,15 @@ def main() -> None:
                              fmt(b.get("peak_rss_mib"), ".0f"), fmt(s.get("peak_rss_mib"), ".0f"),
                              b.get("error") or s.get("error")
                              or f"batch = search_batch_vectors; same hits as single: {r.get('batch_same_hits')}"))
-        peers(n, w, tokens, ["plaid"])
-        if "lancedb" in args.engines:
+        peers(n, w, tokens, [p for p in ["plaid"] if p in engines])
+        if "lancedb" in engines:
             lr = worker("lancedb", w)
             rows.append((n, "LanceDB native multivector (flat)", "-", fmt(lr.get("p50_ms")), fmt(lr.get("p95_ms")),
                          "-", fmt(lr.get("recall@10"), ".3f"), fmt(lr.get("bytes_per_token")),
                          fmt(lr.get("build_s")), fmt(n / lr["build_s"] if "build_s" in lr else None, ".0f"), "-",
                          fmt(lr.get("peak_rss_mib"), ".0f"),
                          lr.get("error") or f"build+search in one process; {lr.get('single_queries')} queries"))
-        peers(n, w, tokens, ["voyager"])
+        peers(n, w, tokens, [p for p in ["voyager"] if p in engines])
     header = ("chunks", "engine", "setting", "p50 ms", "p95 ms", "batch64 ms/q", "R@10 vs exhaustive",
               "bytes/token", "build s", "build chunks/s", "peak RSS build MiB", "peak RSS search MiB", "notes")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
