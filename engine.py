@@ -71,6 +71,7 @@ class Engine:
         self._store: LanceStore | None = None
         self._retrievers: dict[tuple[str, LateParams | None], Retriever] = {}
         self._chunk_doc: dict[str, str] | None = None
+        self._memories: tuple[str, dict[str, Any]] | None = None  # (memory_dir, stored memories)
         self.late_params = LateParams()
         self._image_encoder: ImageEncoder | None = None
         self._image_index: ImageIndex | None = None
@@ -254,39 +255,41 @@ class Engine:
         wish or a date range in the query ("latest HbA1c", "procedures in 2015") re-orders the hits
         (see :mod:`clinrag.retrieval.temporal`); ``recency`` > 0 adds a recency prior of that weight
         (one-year half-life)."""
-        if not temporal and recency <= 0:
-            return self.search_batch([query], k, filters, mode=mode, unique_docs=unique_docs,
-                                     entity_boost=entity_boost)[0]
-        from clinrag.retrieval.temporal import apply_intent, detect_intent, recency_prior
-
-        intent = detect_intent(query) if temporal else None
-        wide = intent is not None and not intent.empty or recency > 0
-        hits = self.search_batch([query], max(k, 50) if wide else k, filters, mode=mode,
-                                 unique_docs=unique_docs, entity_boost=entity_boost)[0]
-        if recency > 0:
-            hits = recency_prior(hits, weight=recency)
-        if intent is not None and not intent.empty:
-            hits = apply_intent(hits, intent)
-        return hits[:k]
+        return self.search_batch([query], k, filters, mode=mode, unique_docs=unique_docs,
+                                 entity_boost=entity_boost, temporal=temporal, recency=recency)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, filters: FilterLike = None, *,
-                     mode: str | None = None, unique_docs: bool = False,
-                     entity_boost: float = 0.0) -> list[list[Hit]]:
-        """Search many queries at once (faster than a loop: one filter pass, batched scoring)."""
+                     mode: str | None = None, unique_docs: bool = False, entity_boost: float = 0.0,
+                     temporal: bool = True, recency: float = 0.0) -> list[list[Hit]]:
+        """Search many queries at once (faster than a loop: one filter pass, batched scoring); the
+        options are those of :meth:`search`, applied to each query."""
         if k <= 0:
             raise ConfigError(f"k must be positive, got {k}")
         allowed = self.allowed_chunks(filters)
         if (allowed is not None and not allowed) or not self.manifest.counts.get("chunks", 0):
             return [[] for _ in queries]
+        from clinrag.retrieval.temporal import apply_intent, detect_intent, recency_prior
+
+        intents = [detect_intent(q) if temporal else None for q in queries]
+        wide = recency > 0 or any(i is not None and not i.empty for i in intents)
+        depth = max(k, 50) if wide else k  # a temporal re-order or prior looks past the first k
         boost = entity_boost > 0 and self.store.has_entities
-        ranked = self.rank(queries, max(k, 50) if boost else k, allowed, mode=mode, unique_docs=unique_docs)
+        ranked = self.rank(queries, max(depth, 50) if boost else depth, allowed, mode=mode, unique_docs=unique_docs)
         columns = HIT_COLUMNS + (ENTITIES_JSON,) if self.store.has_entities else HIT_COLUMNS
         rows = self.store.fetch("chunks", [s.chunk_id for r in ranked for s in r], columns)
         if boost:
-            ranked = self._entity_rerank(queries, ranked, rows, entity_boost, k)
+            ranked = self._entity_rerank(queries, ranked, rows, entity_boost, depth)
         name = self.retriever(mode).name
-        return [[hit_from_row(rows[s.chunk_id], s, rank, name) for rank, s in enumerate(r, 1) if s.chunk_id in rows]
-                for r in ranked]
+        out = []
+        for r, intent in zip(ranked, intents, strict=True):
+            hits = [hit_from_row(rows[s.chunk_id], s, rank, name) for rank, s in enumerate(r, 1)
+                    if s.chunk_id in rows]
+            if recency > 0:
+                hits = recency_prior(hits, weight=recency)
+            if intent is not None and not intent.empty:
+                hits = apply_intent(hits, intent)
+            out.append(hits[:k])
+        return out
 
     def _entity_rerank(self, queries: Sequence[str], ranked: list[list[Scored]], rows: Mapping[str, Any],
                        weight: float, k: int) -> list[list[Scored]]:
@@ -464,9 +467,13 @@ class Engine:
     def memory(self, patient_id: str) -> PatientMemory:
         """The patient's memory (problems, medications, allergies, last labs, encounters; each line citing
         record ids), as kept up to date by every write. Raises PatientNotFoundError for an unknown patient."""
-        from clinrag.indexing.memory import read_patient_memory
+        from clinrag.indexing.memory import load_memory, read_patient_memory
 
-        return read_patient_memory(self.root, self.manifest.memory_dir, self.store, patient_id)
+        mdir = self.manifest.memory_dir
+        if mdir and (self._memories is None or self._memories[0] != mdir):  # read once per committed version
+            self._memories = (mdir, load_memory(self.root, mdir))
+        stored = self._memories[1] if mdir and self._memories is not None else None
+        return read_patient_memory(self.root, mdir, self.store, patient_id, stored=stored)
 
 
 def _swap_in(new: Path, target: Path) -> None:

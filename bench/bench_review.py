@@ -47,9 +47,9 @@ class Timed:
         self.seconds = 0.0
         self.formulations = 0
 
-    def search_batch(self, queries, k=10, filters=None, *, mode=None, unique_docs=False):
+    def search_batch(self, queries, k=10, filters=None, *, mode=None, unique_docs=False, temporal=True):
         t0 = time.perf_counter()
-        out = self.eng.search_batch(queries, k, filters, mode=mode, unique_docs=unique_docs)
+        out = self.eng.search_batch(queries, k, filters, mode=mode, unique_docs=unique_docs, temporal=temporal)
         self.seconds += time.perf_counter() - t0
         self.formulations += len(queries)
         return out

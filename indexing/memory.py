@@ -338,12 +338,15 @@ def load_memory(root: Path, memory_dir: str | None) -> dict[str, dict[str, Any]]
     return dict(data["patients"])
 
 
-def read_patient_memory(root: Path, memory_dir: str | None, store: LanceStore, patient_id: str) -> PatientMemory:
-    """A patient's memory: the stored one, else summarised from the patient's document rows in ``store``.
+def read_patient_memory(root: Path, memory_dir: str | None, store: LanceStore, patient_id: str, *,
+                        stored: Mapping[str, Mapping[str, Any]] | None = None) -> PatientMemory:
+    """A patient's memory: the stored one (``stored``, as :func:`load_memory` returns, is read from
+    ``memory_dir`` when not given), else summarised from the patient's document rows in ``store``.
     Raises PatientNotFoundError for a patient with no records."""
     from clinrag.indexing.store import sql_in
 
-    stored = load_memory(root, memory_dir) if memory_dir else None
+    if stored is None and memory_dir:
+        stored = load_memory(root, memory_dir)
     if stored is not None and patient_id in stored:
         return PatientMemory.from_dict(stored[patient_id])
     rows = rows_from_table(store.scan("documents", list(MEMORY_COLUMNS), sql_in("patient_id", [patient_id]))

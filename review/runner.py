@@ -53,7 +53,7 @@ class ReviewSearcher(Protocol):
     """What a review needs from an index (:class:`clinrag.Engine` implements it)."""
 
     def search_batch(self, queries: Sequence[str], k: int = 10, filters: Any = None, *, mode: str | None = None,
-                     unique_docs: bool = False) -> list[list[Hit]]: ...
+                     unique_docs: bool = False, temporal: bool = True) -> list[list[Hit]]: ...
 
     def documents(self, ids: Sequence[str]) -> list[Document]: ...
 
@@ -120,7 +120,8 @@ def run_review(searcher: ReviewSearcher, protocol: ReviewProtocol, *, out: str |
         queries = [f for q in group for f in q.queries()]
         depth = max(protocol.question_depth(q) for q in group)
         ts = time.perf_counter()
-        hits = searcher.search_batch(queries, depth, mode=mode, unique_docs=True)
+        # literature search: words like "initial" or "recent" in a formulation are not a wish for dates
+        hits = searcher.search_batch(queries, depth, mode=mode, unique_docs=True, temporal=False)
         search_s = time.perf_counter() - ts
         pos = 0
         for q in group:

@@ -65,6 +65,28 @@ def test_latest_and_first_intent(engine):
     assert ranged[0].doc_id == "o3"
 
 
+def test_search_batch_applies_each_querys_temporal_intent(engine):
+    queries = ["most recent hemoglobin A1c", "first hemoglobin A1c", "hemoglobin A1c in 2017"]
+    batch = engine.search_batch(queries, k=3, filters={"patient_id": "p1"})
+    assert [[h.doc_id for h in hs] for hs in batch] == [
+        [h.doc_id for h in engine.search(q, k=3, filters={"patient_id": "p1"})] for q in queries]
+    assert [hs[0].doc_id for hs in batch] == ["o2", "o1", "o3"]
+    off = engine.search_batch(queries[:1], k=3, filters={"patient_id": "p1"}, temporal=False)[0]
+    assert {h.doc_id for h in off} == {"o1", "o2", "o3"}
+
+
+def test_memory_is_read_once_per_committed_version(engine, monkeypatch):
+    import clinrag.indexing.memory as memory
+
+    calls = []
+    real = memory.load_memory
+    monkeypatch.setattr(memory, "load_memory", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(engine, "_memories", None)
+    assert engine.manifest.memory_dir
+    first = engine.memory("p1")
+    assert engine.memory("p1") == first and len(calls) == 1
+
+
 def test_recency_prior_prefers_newer(engine):
     hits = engine.search("hemoglobin A1c", k=3, filters={"patient_id": "p1"}, temporal=False, recency=0.5)
     assert hits[0].doc_id == "o2" and "recency" in hits[0].stage_scores

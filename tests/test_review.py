@@ -230,9 +230,9 @@ class _Counting:
         self.eng = eng
         self.searched: list[str] = []
 
-    def search_batch(self, queries, k=10, filters=None, *, mode=None, unique_docs=False):
+    def search_batch(self, queries, k=10, filters=None, *, mode=None, unique_docs=False, temporal=True):
         self.searched += list(queries)
-        return self.eng.search_batch(queries, k, filters, mode=mode, unique_docs=unique_docs)
+        return self.eng.search_batch(queries, k, filters, mode=mode, unique_docs=unique_docs, temporal=temporal)
 
     def documents(self, ids):
         return self.eng.documents(ids)
@@ -291,9 +291,9 @@ from clinrag.review.runner import run_review
 class Slow:
     def __init__(self, eng):
         self.eng = eng
-    def search_batch(self, queries, k=10, filters=None, *, mode=None, unique_docs=False):
+    def search_batch(self, queries, k=10, filters=None, *, mode=None, unique_docs=False, temporal=True):
         time.sleep(1.0)
-        return self.eng.search_batch(queries, k, filters, mode=mode, unique_docs=unique_docs)
+        return self.eng.search_batch(queries, k, filters, mode=mode, unique_docs=unique_docs, temporal=temporal)
     def documents(self, ids):
         return self.eng.documents(ids)
 
