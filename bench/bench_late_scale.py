@@ -286,7 +286,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chunks", type=int, nargs="+", default=[10000, 100000])
     ap.add_argument("--engines", nargs="+", default=["exhaustive", "clinrag", "plaid", "lancedb", "voyager"])
-    ap.add_argument("--nbits", type=int, default=2)
+    ap.add_argument("--nbits", type=int, nargs="+", default=[2], help="clinrag residual bits (one index each)")
     ap.add_argument("--grid", nargs="+", default=["8/256", "16/256", "16/1024"],
                     help="clinrag nprobe/ncandidates settings")
     ap.add_argument("--max-centroids", type=int, default=8192,
@@ -322,9 +322,9 @@ def main() -> None:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
         w = args.workdir
         res = {"exhaustive": lambda: work_exhaustive(w, args.exhaustive_single),
-               "clinrag-build": lambda: work_clinrag_build(w, args.nbits, args.max_centroids, args.kmeans_niter,
+               "clinrag-build": lambda: work_clinrag_build(w, args.nbits[0], args.max_centroids, args.kmeans_niter,
                                                            args.dim),
-               "clinrag-search": lambda: work_clinrag_search(w, args.nbits, grid),  # type: ignore[arg-type]
+               "clinrag-search": lambda: work_clinrag_search(w, args.nbits[0], grid),  # type: ignore[arg-type]
                "lancedb": lambda: work_lancedb(w, args.lancedb_queries)}[args.worker]()
         args.out.write_text(json.dumps(res))
         return
@@ -335,8 +335,8 @@ def main() -> None:
     me = [str(Path(__file__).resolve())]
     rows: list[tuple] = []
 
-    def worker(name: str, w: Path, timeout: float = 3600) -> dict:
-        res = run_worker([*me, "--worker", name, "--workdir", str(w), "--nbits", str(args.nbits),
+    def worker(name: str, w: Path, timeout: float = 3600, nbits: int = 2) -> dict:
+        res = run_worker([*me, "--worker", name, "--workdir", str(w), "--nbits", str(nbits),
                           "--max-centroids", str(args.max_centroids), "--kmeans-niter", str(args.kmeans_niter),
                           "--lancedb-queries", str(args.lancedb_queries),
                           "--exhaustive-single", str(args.exhaustive_single), "--grid", *args.grid],
@@ -386,12 +386,12 @@ def main() -> None:
                          fmt(ex.get("p95_ms")), fmt(ex.get("batch64_ms_per_q")), "1.000",
                          fmt(ex.get("bytes_per_token"), ".0f"), "-", "-", "-", fmt(ex.get("peak_rss_mib"), ".0f"),
                          f"single: {ex.get('single_queries')} queries" if "error" not in ex else ex["error"]))
-        if "clinrag" in engines:
-            b = worker("clinrag-build", w)
-            s = worker("clinrag-search", w) if "error" not in b else {"error": "no index"}
+        for nbits in args.nbits if "clinrag" in engines else []:
+            b = worker("clinrag-build", w, nbits=nbits)
+            s = worker("clinrag-search", w, nbits=nbits) if "error" not in b else {"error": "no index"}
             search_rows: list[dict] = s.get("rows") or [{}]  # type: ignore[assignment]
             for r in search_rows:
-                rows.append((n, f"clinrag {args.nbits}-bit ({b.get('centroids')} centroids)",
+                rows.append((n, f"clinrag {nbits}-bit ({b.get('centroids')} centroids)",
                              f"nprobe {r.get('nprobe')} / cand {r.get('ncandidates')}", fmt(r.get("p50_ms")),
                              fmt(r.get("p95_ms")), fmt(r.get("batch64_ms_per_q")), fmt(r.get("recall@10"), ".3f"),
                              fmt(b.get("bytes_per_token")), fmt(b.get("build_s")),
