@@ -120,8 +120,11 @@ class LateParams:
     """Search-time settings of late-interaction retrieval (not stored; may differ per query).
 
     ``nprobe`` centroids are probed per query token; at most ``ncandidates`` chunks survive
-    centroid-interaction pruning (default as colbert-ai's PLAID: 256 for k <= 10, 1024 for
-    k <= 100, else 4k); ``exhaustive`` scores every admitted chunk exactly.
+    centroid-interaction pruning and are scored exactly (default as colbert-ai's PLAID, which
+    decompresses the best quarter of its ``ndocs``: 64 for k <= 10, 256 for k <= 100, else 4k).
+    When more than ``prefilter * ncandidates`` chunks are probed, a cheaper score read off the
+    inverted lists keeps that many first (0: off). ``exhaustive`` scores every admitted chunk
+    exactly.
     ``feedback_docs`` > 0 turns on pseudo-relevance feedback for ``late`` and ``hybrid`` search
     (:mod:`clinrag.retrieval.feedback`): the top 100 chunks are re-scored by their closeness to the
     ``feedback_docs`` best, with ``feedback_weight``.
@@ -130,6 +133,7 @@ class LateParams:
     nprobe: int = 8
     ncandidates: int | None = None
     centroid_pruning: bool = True
+    prefilter: int = 8
     exhaustive: bool = False
     block_tokens: int = 1 << 20
     feedback_docs: int = 0
@@ -138,6 +142,8 @@ class LateParams:
     def __post_init__(self) -> None:
         if self.nprobe < 1 or (self.ncandidates is not None and self.ncandidates < 1):
             raise ConfigError("nprobe and ncandidates must be positive")
+        if self.prefilter < 0:
+            raise ConfigError(f"prefilter must be >= 0 (0 turns it off), got {self.prefilter}")
         if self.feedback_docs < 0 or self.feedback_weight < 0:
             raise ConfigError("feedback_docs and feedback_weight must be >= 0")
 
@@ -145,7 +151,7 @@ class LateParams:
         """How many chunks survive pruning for a top-``k`` search (never fewer than ``k``)."""
         if self.ncandidates is not None:
             return max(self.ncandidates, k)
-        return 256 if k <= 10 else 1024 if k <= 100 else 4 * k
+        return 64 if k <= 10 else 256 if k <= 100 else 4 * k
 
 
 __all__ = ["SEARCH_MODES", "IndexConfig", "LateParams"]

@@ -10,7 +10,10 @@ Search, per query:
    becomes a candidate, so a filtered search never returns fewer than ``k`` hits when ``k``
    chunks match;
 4. centroid interaction (optional pruning): an approximate MaxSim from centroid scores alone
-   keeps the best ``ncandidates`` chunks;
+   keeps the best ``ncandidates`` chunks. When the candidates are many more than that (large
+   indexes: ``prefilter`` times ``ncandidates``), a cheaper approximation read off the probed
+   inverted lists alone first keeps ``prefilter * ncandidates`` of them (PLAID's staged pruning),
+   so the cost follows the probed lists, not every candidate's tokens;
 5. exact MaxSim on the decompressed token vectors of those chunks (torch, CPU or CUDA).
 
 Many queries at once (:meth:`LateRetriever.search_batch_vectors`, used by ``search`` and so
@@ -136,20 +139,50 @@ class LateRetriever:
         """Sorted candidate rows of one query from its tokens' centroid scores ``cscores`` (``Lq x C``)."""
         p = self.params
         nprobe = min(p.nprobe, cscores.shape[1])
-        probe = torch.topk(cscores, nprobe, dim=1).indices.unique().cpu().numpy()
+        top = torch.topk(cscores, nprobe, dim=1)
+        probe = top.indices.unique().cpu().numpy()
         indptr, ivf = self.mv.ivf_indptr, self.mv.ivf_rows
         parts = [ivf[indptr[c]:indptr[c + 1]] for c in probe]
         rows = np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
+        everything = False
         if rows_allowed is not None:
             rows = np.intersect1d(rows, rows_allowed, assume_unique=True)
             if len(rows) < k:  # the filter admits few of the probed chunks: score all admitted
-                rows = rows_allowed
+                rows, everything = rows_allowed, True
         keep_n = p.candidates(k)
-        if p.centroid_pruning and len(rows) > keep_n:
-            approx = self._centroid_interaction(cscores, rows)
-            keep = torch.topk(approx, keep_n).indices.cpu().numpy()
-            rows = rows[np.sort(keep)]
-        return rows
+        if not p.centroid_pruning or len(rows) <= keep_n:
+            return rows
+        if p.prefilter and not everything and len(rows) > p.prefilter * keep_n:
+            rows = rows[np.sort(self._ivf_prefilter(top.values, top.indices, rows, p.prefilter * keep_n))]
+        approx = self._centroid_interaction(cscores, rows)
+        keep = torch.topk(approx, keep_n).indices.cpu().numpy()
+        return rows[np.sort(keep)]
+
+    def _ivf_prefilter(self, values: torch.Tensor, cents: torch.Tensor, rows: np.ndarray, n: int) -> np.ndarray:
+        """Positions in ``rows`` of the ``n`` best chunks by an approximate MaxSim read off the inverted lists.
+
+        Token ``i`` of the query scores a chunk by its best probed centroid that the chunk uses
+        (``values[i, j]`` for centroid ``cents[i, j]``); a token none of whose probed centroids the
+        chunk uses gets the token's lowest probed score (an upper bound, as XTR imputes missing
+        similarities). The cost is the length of the probed lists, not the chunks' token count,
+        so it stays cheap when millions of chunks are candidates.
+        """
+        indptr, ivf = self.mv.ivf_indptr, self.mv.ivf_rows
+        lq, npr = cents.shape
+        c = cents.cpu().numpy().ravel()
+        lens = (indptr[c + 1] - indptr[c]).astype(np.int64)
+        entries = np.concatenate([ivf[indptr[x]:indptr[x + 1]] for x in c])
+        pos = np.searchsorted(rows, entries)  # entries outside ``rows`` (filtered out) are dropped
+        pos_ok = pos < len(rows)
+        pos_ok[pos_ok] = rows[pos[pos_ok]] == entries[pos_ok]
+        token = np.repeat(np.arange(lq, dtype=np.int64).repeat(npr), lens)
+        flat = torch.as_tensor(token[pos_ok] * len(rows) + pos[pos_ok], device=self.device)
+        v = values.float().reshape(-1).repeat_interleave(torch.as_tensor(lens, device=self.device))
+        fill = values.float().min(dim=1).values  # (Lq,)
+        S = fill[:, None].repeat(1, len(rows)).reshape(-1)
+        S.scatter_reduce_(0, flat, v[torch.as_tensor(pos_ok, device=self.device)], reduce="amax")
+        approx = S.reshape(lq, len(rows)).sum(0)
+        return torch.topk(approx, min(n, len(rows))).indices.cpu().numpy()
 
     def _centroid_interaction(self, cscores: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
         """Approximate MaxSim with each token replaced by its centroid (PLAID's stage 2-3)."""

@@ -110,3 +110,44 @@ def test_batch_of_one_and_empty(corpus):
     _same([r.search_vectors(queries[0], 3)], r.search_batch_vectors(queries[:1], 3))
     r.params = replace(r.params, exhaustive=True)
     assert r.search_batch_vectors(queries[:2], 10, np.zeros(0, np.int64)) == [[], []]
+
+
+def test_ivf_prefilter_scores_by_definition(corpus):
+    """The inverted-list score: per query token, its best probed centroid that the chunk uses, else
+    the token's lowest probed score; summed over tokens."""
+    mv, codec, queries = corpus
+    r = _retriever(corpus, nprobe=3)
+    Q = torch.as_tensor(queries[5])
+    cs = Q @ torch.as_tensor(codec.centroids).T
+    top = torch.topk(cs, 3, dim=1)
+    rows = np.arange(0, mv.n_chunks, 2, dtype=np.int64)  # a filter: even rows only
+    best = r._ivf_prefilter(top.values, top.indices, rows, len(rows))
+    expect = []
+    for row in rows:
+        used = set(np.asarray(mv.codes[mv.offsets[row]:mv.offsets[row + 1]]).tolist())
+        total = 0.0
+        for i in range(len(Q)):
+            hit = [float(v) for v, c in zip(top.values[i], top.indices[i], strict=True) if int(c) in used]
+            total += max(hit) if hit else float(top.values[i].min())
+        expect.append(total)
+    order = np.argsort(-np.asarray(expect), kind="stable")
+    got = np.asarray(expect)[best]
+    assert np.allclose(got, np.sort(expect)[::-1], atol=1e-5)  # same scores in the same order (ties aside)
+    assert set(best[:5].tolist()) <= set(order[:8].tolist())
+
+
+def test_prefilter_keeps_quality_and_batch_equality(corpus):
+    _, _, queries = corpus
+    exact = _retriever(corpus, exhaustive=True)
+    plain = _retriever(corpus, nprobe=4, ncandidates=20, prefilter=0)
+    staged = _retriever(corpus, nprobe=4, ncandidates=20, prefilter=2)  # 40 kept by the list score, then 20
+    truth = [{s.chunk_id for s in exact.search_vectors(q, 10)} for q in queries]
+
+    def recall(r):
+        return np.mean([len({s.chunk_id for s in r.search_vectors(q, 10)} & t) / 10
+                        for q, t in zip(queries, truth, strict=True)])
+
+    assert recall(staged) >= recall(plain) - 0.05
+    _same([staged.search_vectors(q, 10) for q in queries], staged.search_batch_vectors(queries, 10))
+    with pytest.raises(Exception, match="prefilter"):
+        LateParams(prefilter=-1)
