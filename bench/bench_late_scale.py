@@ -297,6 +297,8 @@ def main() -> None:
     ap.add_argument("--exhaustive-single", type=int, default=16, help="single queries timed for exhaustive")
     ap.add_argument("--peer-python", default="/work/peers/pylate/bin/python")
     ap.add_argument("--peer-nbits", type=int, default=4)
+    ap.add_argument("--peer-grid", nargs="+", default=["8/8192", "8/1024", "8/256"],
+                    help="PyLate PLAID n_ivf_probe/n_full_scores settings (PyLate's default 8/8192)")
     ap.add_argument("--peer-timeout", type=float, default=1800)
     ap.add_argument("--voyager-max-chunks", type=int, default=10000,
                     help="Voyager (HNSW over every token) is skipped above this size")
@@ -358,19 +360,22 @@ def main() -> None:
                 rows.append((n, label, *["-"] * 10, f"not installed ({args.peer_python} missing)"))
                 continue
             base = [str(ROOT / "bench" / "peer_pylate.py"), "--workdir", str(w), "--index", peer,
-                    "--nbits", str(args.peer_nbits)]
+                    "--nbits", str(args.peer_nbits), "--settings", *args.peer_grid]
             pb = run_worker([*base, "--phase", "build"], w / f"{peer}-build.json", args.peer_timeout,
                             args.peer_python)
             print(peer, "build", pb, flush=True)
             ps = (run_worker([*base, "--phase", "search"], w / f"{peer}-search.json", args.peer_timeout,
                              args.peer_python) if "error" not in pb else {"error": "no index"})
             print(peer, "search", ps, flush=True)
-            rows.append((n, label, "PyLate defaults" if peer == "plaid" else "M 64, ef 200", fmt(ps.get("p50_ms")),
-                         fmt(ps.get("p95_ms")), fmt(ps.get("batch64_ms_per_q")), fmt(ps.get("recall@10"), ".3f"),
-                         fmt(pb.get("bytes_per_token")), fmt(pb.get("build_s")),
-                         fmt(n / pb["build_s"] if "build_s" in pb else None, ".0f"), fmt(pb.get("peak_rss_mib"), ".0f"),
-                         fmt(ps.get("peak_rss_mib"), ".0f"),
-                         pb.get("error") or ps.get("error") or f"torch {pb.get('torch')}, own venv"))
+            for r in ps.get("rows") or [{}]:  # type: ignore[union-attr]
+                setting = ("M 64, ef 200" if peer == "voyager" else
+                           f"probe {r['setting'].replace('/', ' / full scores ')}" if "setting" in r else "-")
+                rows.append((n, label, setting, fmt(r.get("p50_ms")), fmt(r.get("p95_ms")),
+                             fmt(r.get("batch64_ms_per_q")), fmt(r.get("recall@10"), ".3f"),
+                             fmt(pb.get("bytes_per_token")), fmt(pb.get("build_s")),
+                             fmt(n / pb["build_s"] if "build_s" in pb else None, ".0f"),
+                             fmt(pb.get("peak_rss_mib"), ".0f"), fmt(ps.get("peak_rss_mib"), ".0f"),
+                             pb.get("error") or ps.get("error") or f"torch {pb.get('torch')}, own venv"))
 
     for n in args.chunks:
         w = args.workdir / str(n)
