@@ -146,7 +146,7 @@ def work_exhaustive(w: Path, n_single: int) -> dict:
             "single_queries": len(lat), "peak_rss_mib": rss_mib()}
 
 
-def work_clinrag_build(w: Path, nbits: int, max_centroids: int, niter: int, dim: int) -> dict:
+def work_clinrag_build(w: Path, nbits: int, max_centroids: int, niter: int, dim: int, assign_nprobe: int = 16) -> dict:
     """Build through the library's streaming layout, regenerating the synthetic chunks block by block
     (so the build never holds, nor maps, more than one block of raw vectors)."""
     from clinrag.indexing.codec import default_n_centroids
@@ -176,7 +176,7 @@ def work_clinrag_build(w: Path, nbits: int, max_centroids: int, niter: int, dim:
                                residual_bytes=comp.codec.bytes_per_token - 4)
     for blk in range(-(-n // GEN_BLOCK)):
         s, e = blk * GEN_BLOCK, min(n, (blk + 1) * GEN_BLOCK)
-        codes, packed = comp.codec.compress(comp.project(chunk_block(w, base, blk)))
+        codes, packed = comp.codec.compress(comp.project(chunk_block(w, base, blk)), nprobe=assign_nprobe)
         writer.add([f"c{i}" for i in range(s, e)], np.diff(off[s:e + 1]), codes, packed)
     writer.close()
     comp.save(folder / "codec")
@@ -291,6 +291,9 @@ def main() -> None:
                     help="clinrag nprobe/ncandidates settings")
     ap.add_argument("--max-centroids", type=int, default=8192,
                     help="cap on PLAID's centroid rule (k-means cost on 2 CPU cores)")
+    ap.add_argument("--assign-nprobe", type=int, default=16,
+                    help="centroid lists scanned to assign a token from 8192 centroids on (library default 16)")
+    ap.add_argument("--build-timeout", type=float, default=3600, help="seconds allowed to each clinrag build")
     ap.add_argument("--kmeans-niter", type=int, default=4, help="k-means iterations (PyLate/colbert-ai default: 4)")
     ap.add_argument("--queries", type=int, default=None, help="use only the first N of the 156 queries")
     ap.add_argument("--lancedb-queries", type=int, default=32)
@@ -325,7 +328,7 @@ def main() -> None:
         w = args.workdir
         res = {"exhaustive": lambda: work_exhaustive(w, args.exhaustive_single),
                "clinrag-build": lambda: work_clinrag_build(w, args.nbits[0], args.max_centroids, args.kmeans_niter,
-                                                           args.dim),
+                                                           args.dim, args.assign_nprobe),
                "clinrag-search": lambda: work_clinrag_search(w, args.nbits[0], grid),  # type: ignore[arg-type]
                "lancedb": lambda: work_lancedb(w, args.lancedb_queries)}[args.worker]()
         args.out.write_text(json.dumps(res))
@@ -340,6 +343,7 @@ def main() -> None:
     def worker(name: str, w: Path, timeout: float = 3600, nbits: int = 2) -> dict:
         res = run_worker([*me, "--worker", name, "--workdir", str(w), "--nbits", str(nbits),
                           "--max-centroids", str(args.max_centroids), "--kmeans-niter", str(args.kmeans_niter),
+                          "--assign-nprobe", str(args.assign_nprobe),
                           "--lancedb-queries", str(args.lancedb_queries),
                           "--exhaustive-single", str(args.exhaustive_single), "--grid", *args.grid],
                          w / f"{name}.json", timeout)
@@ -392,7 +396,7 @@ def main() -> None:
                          fmt(ex.get("bytes_per_token"), ".0f"), "-", "-", "-", fmt(ex.get("peak_rss_mib"), ".0f"),
                          f"single: {ex.get('single_queries')} queries" if "error" not in ex else ex["error"]))
         for nbits in args.nbits if "clinrag" in engines else []:
-            b = worker("clinrag-build", w, nbits=nbits)
+            b = worker("clinrag-build", w, timeout=args.build_timeout, nbits=nbits)
             s = worker("clinrag-search", w, nbits=nbits) if "error" not in b else {"error": "no index"}
             search_rows: list[dict] = s.get("rows") or [{}]  # type: ignore[assignment]
             for r in search_rows:

@@ -122,18 +122,20 @@ class ResidualCodec:
             out[miss] = self.assign(np.asarray(vectors)[miss])
         return out
 
-    def compress(self, vectors: np.ndarray, *, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def compress(self, vectors: np.ndarray, *, exact: bool | None = None,
+                 nprobe: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """``(codes int32 (n,), packed uint8 (n, dim * nbits / 8))``.
 
         ``exact`` picks exact nearest-centroid assignment; by default it is exact below
-        ``APPROX_MIN_CENTROIDS`` centroids and through :meth:`assign_approx` from there on.
+        ``APPROX_MIN_CENTROIDS`` centroids and through :meth:`assign_approx` (``nprobe``
+        centroid lists) from there on.
         """
         v = np.ascontiguousarray(vectors, dtype=np.float32)
         if v.ndim != 2 or v.shape[1] != self.dim:
             raise ConfigError(f"expected vectors of dim {self.dim}, got shape {v.shape}")
         if exact is None:
             exact = len(self.centroids) < APPROX_MIN_CENTROIDS
-        codes = self.assign(v) if exact else self.assign_approx(v)
+        codes = self.assign(v) if exact else self.assign_approx(v, nprobe=nprobe)
         residual = v - self.centroids[codes]
         buckets = np.searchsorted(self.bucket_cutoffs, residual).astype(np.uint8)  # (n, dim) in [0, 2**nbits)
         per_byte = 8 // self.nbits
