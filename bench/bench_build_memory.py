@@ -74,6 +74,14 @@ class HashTokenEncoder:
         return self._encode(texts)
 
 
+def current_rss_mib() -> float:
+    """Resident memory now (VmRSS), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def synthetic_documents(n: int, words_per_doc: int = 150, seed: int = 0) -> Iterator:
     from clinrag.data.schema import Document
 
@@ -109,8 +117,14 @@ def main() -> None:
         # add() commits at the end of the with-block's transaction; time the two phases apart
         from clinrag.indexing.writer import Transaction
 
+        marks: list[tuple[int, float]] = []  # (documents read, current RSS): flat means bounded by a flush
+
+        def sample(n: int) -> None:
+            if n % (args.docs // 10 or 1) == 0:
+                marks.append((n, current_rss_mib()))
+
         with Transaction(eng.root, eng.manifest, "add", encoder=enc) as tx:
-            stats = tx.add(synthetic_documents(args.docs))
+            stats = tx.add(synthetic_documents(args.docs), progress=sample)
             t_add, rss_add = time.perf_counter() - t0, rss_mib()
             t1 = time.perf_counter()
             manifest = tx.commit()
@@ -129,6 +143,8 @@ def main() -> None:
              ("chunks/s overall", f"{stats.chunks_added / (t_add + t_commit):.0f}"),
              ("peak RSS after create (MiB)", f"{base:.0f}"),
              ("peak RSS after add (MiB)", f"{rss_add:.0f}"),
+             ("current RSS while adding, at 10%, 20%, ... of the documents (MiB)",
+              ", ".join(f"{r:.0f}" for _, r in marks)),
              ("peak RSS after commit (MiB)", f"{rss_commit:.0f}"),
              ("index on disk (MiB)", f"{size / 2**20:.0f}"),
              ("bytes/token, search layout (mv + codec)", f"{layout / tokens:.1f}"),
