@@ -89,6 +89,9 @@ def train_cmd(
     context: Annotated[int, typer.Option(help=(
         "minilm: train on consecutive sentences packed into pieces of at most this many sub-tokens "
         "(cross-sentence context); 0: single sentences."))] = 0,
+    crf: Annotated[bool, typer.Option("--crf/--no-crf", help=(
+        "minilm: linear-chain CRF output layer (Viterbi decoding, IOB-illegal transitions masked); "
+        "--no-crf: softmax layer."))] = True,
     package_as: Annotated[str | None, typer.Option(help=(
         "Copy the best model into clinrag/ner/models/NAME (NAME 'bc5cdr-cnn' replaces the default)."))] = None,
 ) -> None:
@@ -107,7 +110,7 @@ def train_cmd(
             from clinrag.ner.transformer import train_token_classifier
 
             result = train_token_classifier(train, dev, output, epochs=epochs, max_minutes=max_minutes, lr=lr,
-                                            context=context)
+                                            context=context, crf=crf)
             best, f1 = result.model_dir, result.dev_f1
         else:
             raise typer.BadParameter(f"--arch must be cnn or minilm, not {arch!r}")

