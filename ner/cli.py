@@ -93,7 +93,7 @@ def train_cmd(
         "minilm: linear-chain CRF output layer (Viterbi decoding, IOB-illegal transitions masked); "
         "--no-crf: softmax layer."))] = True,
     package_as: Annotated[str | None, typer.Option(help=(
-        "Copy the best model into clinrag/ner/models/NAME (NAME 'bc5cdr-cnn' replaces the default)."))] = None,
+        "Copy the best model into clinrag/ner/models/NAME (NAME 'bc5cdr-minilm-crf' replaces the default)."))] = None,
 ) -> None:
     """Train the Chemical/Disease NER model (BC5CDR train; dev for model selection)."""
     from clinrag.ner.train import package_model

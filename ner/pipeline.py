@@ -27,7 +27,7 @@ from clinrag.ner.schema import Entity
 log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).parent / "models"
 #: the packaged model ``"default"`` resolves to
-DEFAULT_MODEL = "bc5cdr-cnn"
+DEFAULT_MODEL = "bc5cdr-minilm-crf"
 _LABELS = {"CHEMICAL": "Chemical", "DISEASE": "Disease"}
 
 

@@ -142,7 +142,7 @@ def ner_index(tmp_path_factory):
 
 def test_index_stores_entities_and_filters(ner_index):
     eng = Engine.open(ner_index)
-    assert eng.manifest.models["ner"].startswith("en_bc5cdr_cnn")
+    assert eng.manifest.models["ner"] == "clinrag-token:bc5cdr-minilm-crf"
     hits = eng.search("metformin", k=5)
     assert hits[0].doc_id == "med"
     med = [e for e in hits[0].entities if e.label == "Medication"][0]
