@@ -17,8 +17,7 @@ Search, per query:
 5. exact MaxSim on the decompressed token vectors of those chunks (torch, CPU or CUDA).
 
 Many queries at once (:meth:`LateRetriever.search_batch_vectors`, used by ``search`` and so
-by ``Engine.search_batch``): the queries are encoded in one batch, step 2 is one matrix product
-for all their tokens, and step 5 decompresses each chunk of the union of the candidates once
+by ``Engine.search_batch``): the queries are encoded in one batch, and step 5 decompresses each chunk of the union of the candidates once
 and scores it for every query that has it as a candidate; the hits are the same as one query
 at a time.
 
@@ -92,8 +91,8 @@ class LateRetriever:
                              rows_allowed: np.ndarray | None = None) -> list[list[Scored]]:
         """Search with many encoded queries at once; same hits as :meth:`search_vectors` on each.
 
-        The centroid scores of all query tokens come from one matrix product; each query then
-        picks its own candidates. Every chunk in the union of the candidates is decompressed
+        Each query picks its own candidates (its centroid scores computed exactly as in a single
+        search). Every chunk in the union of the candidates is decompressed
         once, block by block, and scored for all the queries that have it as a candidate.
         """
         if not len(queries) or self.mv.n_chunks == 0 or k <= 0:
@@ -103,9 +102,9 @@ class LateRetriever:
             every = rows_allowed if rows_allowed is not None else np.arange(self.mv.n_chunks, dtype=np.int64)
             cands = [every] * len(Qs)
         else:
-            cscores = torch.cat(Qs) @ self._centroids.T  # (all query tokens, C): one product
-            parts = torch.split(cscores, [len(q) for q in Qs])
-            cands = [self._candidates(cs, rows_allowed, k) for cs in parts]
+            # one product per query, not one for all: a product's rounding depends on its shape, and
+            # near-ties between centroids or chunks must break the same way as in a single search
+            cands = [self._candidates(q @ self._centroids.T, rows_allowed, k) for q in Qs]
         scores = self._exact_batch(Qs, cands)
         ids = self.mv.chunk_ids
         out: list[list[Scored]] = []
