@@ -60,7 +60,8 @@ class LinearChainCRF(nn.Module):
         self.register_buffer("start_mask", torch.where(start_ok, 0.0, FORBIDDEN))
 
     def _scores(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transitions + self.trans_mask, self.start + self.start_mask
+        trans_mask, start_mask = self.get_buffer("trans_mask"), self.get_buffer("start_mask")
+        return self.transitions + trans_mask, self.start + start_mask
 
     def neg_log_likelihood(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of ``log Z - score(gold path)``.
@@ -106,7 +107,7 @@ class LinearChainCRF(nn.Module):
             back.append(arg)
             score = torch.where(mask[:, i : i + 1], best + emissions[:, i], score)
         score = score + self.end
-        paths = []
+        paths: list[list[int]] = []
         for r in range(b):
             n = int(lengths[r])
             if n == 0:
