@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 
 from clinrag.commands.answer import ask
-from clinrag.commands.common import IndexOpt, JsonOpt, emit_json, err, fail, out
+from clinrag.commands.common import IndexOpt, JsonOpt, emit_json, err, fail, on_index, out
 from clinrag.commands.demo import demo
 from clinrag.commands.patient import memory, rerank_app, timeline
 from clinrag.commands.review import review
@@ -154,14 +154,7 @@ def index(
 
 def info(index_dir: Annotated[Path, typer.Argument(help="Index directory.")], json_out: JsonOpt = False) -> None:
     """Show an index's counts, models and build settings."""
-    from clinrag.engine import Engine
-
-    try:
-        with Engine.open(index_dir) as engine:
-            data = engine.info().to_dict()
-    except ClinragError as exc:
-        fail(exc)
-        return
+    data = on_index(index_dir, lambda engine: engine.info().to_dict())
     counts = data["counts"]
     if json_out:
         emit_json({"documents": counts.get("documents", 0), "chunks": counts.get("chunks", 0),
@@ -191,14 +184,7 @@ def info(index_dir: Annotated[Path, typer.Argument(help="Index directory.")], js
 def delete(index_dir: Annotated[Path, typer.Argument(help="Index directory.")],
            ids: Annotated[list[str], typer.Argument(help="Document or image ids to delete.")]) -> None:
     """Delete documents (with their chunks) or images by id."""
-    from clinrag.engine import Engine
-
-    try:
-        with Engine.open(index_dir) as engine:
-            n = engine.delete(ids)
-    except ClinragError as exc:
-        fail(exc)
-        return
+    n = on_index(index_dir, lambda engine: engine.delete(ids))
     out.print(f"deleted {n} record(s)")
 
 
@@ -208,14 +194,7 @@ def optimize(index_dir: Annotated[Path, typer.Argument(help="Index directory.")]
     Run it when `clinrag info` reports drift: the mean cosine between new tokens and their
     centroid has fallen well below its value at training time (or the index has grown many-fold).
     """
-    from clinrag.engine import Engine
-
-    try:
-        with Engine.open(index_dir) as engine:
-            report = engine.optimize()
-    except ClinragError as exc:
-        fail(exc)
-        return
+    report = on_index(index_dir, lambda engine: engine.optimize())
     if json_out:
         emit_json(report)
         return

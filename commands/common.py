@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +20,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from clinrag.config import SEARCH_MODES
+from clinrag.errors import ClinragError
+
+if TYPE_CHECKING:
+    from clinrag.engine import Engine
+
+T = TypeVar("T")
 
 out = Console()
 err = Console(stderr=True)
@@ -33,6 +40,18 @@ def fail(exc: BaseException, code: int = 1) -> None:
     """Print ``exc`` as an error on stderr and exit with ``code``."""
     err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
     raise typer.Exit(code)
+
+
+def on_index(index_dir: Path, action: Callable[[Engine], T]) -> T:
+    """``action(engine)`` on the index at ``index_dir`` (closed afterwards); a clinrag error exits with its message."""
+    from clinrag.engine import Engine
+
+    try:
+        with Engine.open(index_dir) as engine:
+            return action(engine)
+    except ClinragError as exc:
+        fail(exc)
+        raise  # not reached: fail() exits
 
 
 def emit_json(obj: Any, *, default: Any = None) -> None:
@@ -56,4 +75,4 @@ def hits_table(query: str, hits: list[Any]) -> None:
     out.print(table)
 
 
-__all__ = ["IndexOpt", "JsonOpt", "ModeOpt", "emit_json", "err", "fail", "hits_table", "out"]
+__all__ = ["IndexOpt", "JsonOpt", "ModeOpt", "emit_json", "err", "fail", "hits_table", "on_index", "out"]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from clinrag.commands.common import JsonOpt, emit_json, fail, out
+from clinrag.commands.common import JsonOpt, emit_json, fail, on_index, out
 from clinrag.errors import ClinragError
 
 
@@ -24,14 +24,7 @@ def timeline(
     json_out: JsonOpt = False,
 ) -> None:
     """Show a patient's dated events (notes, structured resources, images), oldest first."""
-    from clinrag.engine import Engine
-
-    try:
-        with Engine.open(index_dir) as engine:
-            events = engine.timeline(patient, since=since, until=until, kinds=kind or None)
-    except ClinragError as exc:
-        fail(exc)
-        return
+    events = on_index(index_dir, lambda engine: engine.timeline(patient, since=since, until=until, kinds=kind or None))
     if json_out:
         emit_json([e.to_dict() for e in events])
         return
@@ -50,14 +43,7 @@ def memory(
     json_out: JsonOpt = False,
 ) -> None:
     """Show a patient's memory: problems, medications, allergies, last labs, encounters, with record ids."""
-    from clinrag.engine import Engine
-
-    try:
-        with Engine.open(index_dir) as engine:
-            mem = engine.memory(patient)
-    except ClinragError as exc:
-        fail(exc)
-        return
+    mem = on_index(index_dir, lambda engine: engine.memory(patient))
     if json_out:
         emit_json(mem.to_dict())
         return

@@ -344,5 +344,4 @@ def _max_length(path: str, model: Any, tokenizer: Any = None) -> int:
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_ID", "HFTokenEncoder", "Progress", "TokenEncoder", "build_ids",
            "default_encoder", "default_model_path", "document_budget", "load_hf", "local_model_dir", "offline",
-           "pad_batch",
-           "pick_device", "punctuation_ids", "punctuation_only_ids", "resolve_model", "special_layout"]
+           "pad_batch", "pick_device", "punctuation_ids", "punctuation_only_ids", "resolve_model", "special_layout"]

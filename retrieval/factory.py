@@ -53,9 +53,13 @@ def build_retriever(mode: str, root: Path, manifest: Manifest, *, store: Callabl
         from dataclasses import replace
 
         from clinrag.retrieval.feedback import FeedbackRetriever, PseudoFeedback
+        from clinrag.retrieval.late import LateRetriever
 
         plain = replace(late_params, feedback_docs=0)
-        return FeedbackRetriever(sub(mode, plain), sub("late", plain),
+        late = sub("late", plain)
+        if not isinstance(late, LateRetriever):  # pragma: no cover - the plaid backend builds one
+            raise ConfigError(f"feedback needs the compressed late-interaction index, got {type(late).__name__}")
+        return FeedbackRetriever(sub(mode, plain), late,
                                  PseudoFeedback(late_params.feedback_docs, late_params.feedback_weight))
     if mode == "late":
         if manifest.mv_dir is None or manifest.codec_dir is None:

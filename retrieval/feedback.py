@@ -29,11 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from clinrag.errors import ConfigError
 from clinrag.retrieval.base import Retriever, Scored
+
+if TYPE_CHECKING:
+    from clinrag.retrieval.late import LateRetriever
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class FeedbackRetriever:
     ``late`` gives the chunks' mean token vectors (``LateRetriever.mean_vectors``).
     """
 
-    def __init__(self, base: Retriever, late: object, feedback: PseudoFeedback) -> None:
+    def __init__(self, base: Retriever, late: LateRetriever, feedback: PseudoFeedback) -> None:
         self.base, self.late, self.feedback = base, late, feedback
         self.name = base.name
 
@@ -83,7 +87,7 @@ class FeedbackRetriever:
         depth = max(k, self.feedback.depth)
         lists = self.base.search(queries, depth, allowed)
         wanted = sorted({s.chunk_id for lst in lists for s in lst[: self.feedback.depth]})
-        vectors = self.late.mean_vectors(wanted)  # type: ignore[attr-defined]
+        vectors = self.late.mean_vectors(wanted)
         return [self.feedback.rescore(lst, vectors)[:k] for lst in lists]
 
 

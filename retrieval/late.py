@@ -191,10 +191,6 @@ class LateRetriever:
         return segment_max(sims, torch.as_tensor(local, device=self.device)).sum(0)
 
     # -- exact scoring ------------------------------------------------------------------------------
-    def _exact(self, Q: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-        """Exact MaxSim of one query against chunk ``rows`` (sorted): float32 ``(len(rows),)``."""
-        return self._exact_batch([Q], [rows])[0]
-
     def _exact_batch(self, Qs: Sequence[torch.Tensor], cands: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Exact MaxSim of each query against its own candidate rows (each sorted, unique).
 

@@ -141,6 +141,9 @@ def test_prefilter_keeps_quality_and_batch_equality(corpus):
     exact = _retriever(corpus, exhaustive=True)
     plain = _retriever(corpus, nprobe=4, ncandidates=20, prefilter=0)
     staged = _retriever(corpus, nprobe=4, ncandidates=20, prefilter=2)  # 40 kept by the list score, then 20
+    calls = []
+    real = staged._ivf_prefilter
+    staged._ivf_prefilter = lambda *a: calls.append(len(a[2])) or real(*a)  # type: ignore[method-assign]
     truth = [{s.chunk_id for s in exact.search_vectors(q, 10)} for q in queries]
 
     def recall(r):
@@ -148,6 +151,7 @@ def test_prefilter_keeps_quality_and_batch_equality(corpus):
                         for q, t in zip(queries, truth, strict=True)])
 
     assert recall(staged) >= recall(plain) - 0.05
+    assert calls and min(calls) > 40, "the inverted-list stage ran, on more chunks than it keeps"
     _same([staged.search_vectors(q, 10) for q in queries], staged.search_batch_vectors(queries, 10))
     with pytest.raises(Exception, match="prefilter"):
         LateParams(prefilter=-1)
